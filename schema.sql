@@ -1,0 +1,161 @@
+-- Atelier's whole SQLite schema.
+--
+-- The file is split into numbered migrations. At start the binary applies every
+-- `-- migration: N` section whose N is above `PRAGMA user_version`, each in its own
+-- transaction that also sets user_version = N, so running it twice changes nothing.
+-- Append new sections; never edit one that has shipped.
+--
+-- Times are unix milliseconds (INTEGER); ids are UUID strings (v7, time-ordered)
+-- unless a column says otherwise; credits are integers.
+
+-- migration: 1
+CREATE TABLE users (
+    id              TEXT PRIMARY KEY,
+    email           TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash   TEXT NOT NULL,
+    role            TEXT NOT NULL DEFAULT 'authenticated'
+                    CHECK (role IN ('authenticated', 'admin')),
+    user_metadata   TEXT NOT NULL DEFAULT '{}',
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+
+-- One login: a family of refresh tokens, revoked together.
+CREATE TABLE auth_sessions (
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    revoke_reason TEXT
+);
+CREATE INDEX auth_sessions_user ON auth_sessions(user_id);
+
+-- Refresh tokens are stored as SHA-256 hashes; the token itself is only ever sent to the client.
+CREATE TABLE refresh_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    session_id  TEXT NOT NULL REFERENCES auth_sessions(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    used_at     INTEGER
+);
+CREATE INDEX refresh_tokens_session ON refresh_tokens(session_id);
+
+-- Balances per user. `held` is reserved for accepted jobs; debt is owed from refunds
+-- and is paid first out of the next grant.
+CREATE TABLE credit_accounts (
+    user_id       TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    subscription  INTEGER NOT NULL DEFAULT 0 CHECK (subscription >= 0),
+    purchased     INTEGER NOT NULL DEFAULT 0 CHECK (purchased >= 0),
+    held          INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
+    debt          INTEGER NOT NULL DEFAULT 0 CHECK (debt >= 0),
+    updated_at    INTEGER NOT NULL,
+    CHECK (subscription + purchased - held >= 0)
+);
+
+-- Every credit movement, one row each. The delta columns are what the row did to each
+-- balance, so an account always equals the sum of its rows (see `atelier audit`).
+CREATE TABLE credit_ledger (
+    id                 TEXT PRIMARY KEY,
+    user_id            TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind               TEXT NOT NULL
+                       CHECK (kind IN ('grant', 'hold', 'capture', 'release', 'reverse', 'adjust', 'debt')),
+    amount             INTEGER NOT NULL CHECK (amount > 0),
+    bucket             TEXT CHECK (bucket IN ('subscription', 'purchased', 'mixed')),
+    subscription_delta INTEGER NOT NULL DEFAULT 0,
+    purchased_delta    INTEGER NOT NULL DEFAULT 0,
+    held_delta         INTEGER NOT NULL DEFAULT 0,
+    debt_delta         INTEGER NOT NULL DEFAULT 0,
+    job_id             TEXT,
+    task_id            TEXT,
+    stripe_event_id    TEXT,
+    reason             TEXT,
+    idempotency_key    TEXT NOT NULL UNIQUE,
+    available_after    INTEGER NOT NULL,
+    created_at         INTEGER NOT NULL
+);
+CREATE INDEX credit_ledger_user ON credit_ledger(user_id, id);
+
+-- Credit packages sold through Stripe (or the simulated checkout).
+CREATE TABLE packages (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    type             TEXT NOT NULL CHECK (type IN ('subscription', 'one_time')),
+    price_usd_cents  INTEGER NOT NULL CHECK (price_usd_cents >= 0),
+    credits          INTEGER NOT NULL CHECK (credits > 0),
+    first_sub_bonus  INTEGER NOT NULL DEFAULT 0,
+    is_popular       INTEGER NOT NULL DEFAULT 0,
+    sort_order       INTEGER NOT NULL DEFAULT 0,
+    active           INTEGER NOT NULL DEFAULT 1,
+    stripe_price_ids TEXT NOT NULL DEFAULT '{}',
+    created_at       INTEGER NOT NULL
+);
+
+INSERT INTO packages (id, name, type, price_usd_cents, credits, first_sub_bonus, is_popular, sort_order, created_at) VALUES
+    ('0190a000-0000-7000-8000-000000000001', 'Starter',      'subscription',   500,  250,  25, 0, 1, 0),
+    ('0190a000-0000-7000-8000-000000000002', 'Professional', 'subscription',  2000, 1200, 120, 1, 2, 0),
+    ('0190a000-0000-7000-8000-000000000003', 'Enterprise',   'subscription', 10000, 7000, 700, 0, 3, 0),
+    ('0190a000-0000-7000-8000-000000000004', 'Starter Pack',      'one_time',   500,  250, 0, 0, 4, 0),
+    ('0190a000-0000-7000-8000-000000000005', 'Professional Pack', 'one_time',  2000, 1200, 0, 1, 5, 0),
+    ('0190a000-0000-7000-8000-000000000006', 'Enterprise Pack',   'one_time', 10000, 7000, 0, 0, 6, 0);
+
+-- A small table /readyz writes to, proving the database is writable.
+CREATE TABLE heartbeat (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    beat_at    INTEGER NOT NULL
+);
+
+-- migration: 2
+-- A job is what a seller asked for; its tasks are the units of work (one image each).
+CREATE TABLE generation_jobs (
+    id             TEXT PRIMARY KEY,
+    user_id        TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    type           TEXT NOT NULL CHECK (type IN ('ANALYSIS', 'IMAGE_GEN', 'STYLE_REPLICATE')),
+    status         TEXT NOT NULL DEFAULT 'processing'
+                   CHECK (status IN ('processing', 'success', 'failed')),
+    provider       TEXT NOT NULL,
+    model          TEXT NOT NULL,
+    payload        TEXT NOT NULL,
+    result_data    TEXT,
+    result_url     TEXT,
+    error_code     TEXT,
+    error_message  TEXT,
+    unit_cost      INTEGER NOT NULL CHECK (unit_cost >= 0),
+    units_total    INTEGER NOT NULL CHECK (units_total > 0),
+    cost_amount    INTEGER NOT NULL DEFAULT 0,   -- captured credits
+    held_amount    INTEGER NOT NULL DEFAULT 0,   -- credits still held for unfinished units
+    trace_id       TEXT,
+    client_job_id  TEXT,
+    request_hash   TEXT,
+    fe_attempt     INTEGER,
+    duration_ms    INTEGER,
+    version        INTEGER NOT NULL DEFAULT 1,   -- bumped on every change (SSE event id)
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    finished_at    INTEGER
+);
+CREATE UNIQUE INDEX generation_jobs_client_key ON generation_jobs(user_id, client_job_id)
+    WHERE client_job_id IS NOT NULL;
+CREATE INDEX generation_jobs_user ON generation_jobs(user_id, id);
+CREATE INDEX generation_jobs_status ON generation_jobs(status, type);
+
+CREATE TABLE generation_tasks (
+    id           TEXT PRIMARY KEY,
+    job_id       TEXT NOT NULL REFERENCES generation_jobs(id) ON DELETE CASCADE,
+    user_id      TEXT NOT NULL,
+    unit_index   INTEGER NOT NULL,
+    provider     TEXT NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'queued'
+                 CHECK (status IN ('queued', 'running', 'success', 'failed', 'cancelled')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    run_after    INTEGER NOT NULL,
+    lease_until  INTEGER,
+    input        TEXT NOT NULL,
+    result       TEXT,
+    error_code   TEXT,
+    last_error   TEXT,
+    cost         INTEGER NOT NULL CHECK (cost >= 0),
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    UNIQUE (job_id, unit_index)
+);
+CREATE INDEX generation_tasks_queue ON generation_tasks(provider, run_after) WHERE status = 'queued';
+CREATE INDEX generation_tasks_running ON generation_tasks(lease_until) WHERE status = 'running';

@@ -1,0 +1,397 @@
+//! `CreditLedgerActor`: the single writer of every credit movement.
+//!
+//! Callers send work through [`LedgerHandle`]. The actor collects what is waiting in its
+//! mailbox, commits it as one `BEGIN IMMEDIATE` transaction with one SAVEPOINT per
+//! request (a failing request rolls back alone), and answers each caller only after the
+//! commit that holds its change. While a commit is in flight new requests queue up and
+//! form the next batch, so the batch size follows the load.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rusqlite::Connection;
+use serde_json::json;
+
+use crate::db::accounts::{self, User};
+use crate::db::ledger::{self, LedgerEntry, NewEntry};
+use crate::db::{Db, DbError};
+use crate::domain::credits::{self, Bucket};
+use crate::domain::time::now_ms;
+use crate::domain::{ApiError, ErrorCode};
+
+/// Most requests committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Called with the commit's outcome once the batch is committed (or not).
+type Responder = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// One request: runs inside its savepoint and returns how to answer its caller.
+type Work = Box<dyn FnOnce(&Connection) -> Responder + Send>;
+
+/// Messages of the ledger actor.
+pub enum LedgerMsg {
+    /// A request to run in the next batch.
+    Run(Work),
+    /// Commit what is pending.
+    Flush,
+}
+
+/// The actor itself (stateless; its state is [`LedgerState`]).
+pub struct CreditLedgerActor;
+
+/// Pending requests and the database.
+pub struct LedgerState {
+    db: Db,
+    pending: Vec<Work>,
+    flush_scheduled: bool,
+}
+
+impl Actor for CreditLedgerActor {
+    type Msg = LedgerMsg;
+    type State = LedgerState;
+    type Arguments = Db;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        db: Db,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(LedgerState {
+            db,
+            pending: Vec::new(),
+            flush_scheduled: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            LedgerMsg::Run(work) => {
+                state.pending.push(work);
+                if !state.flush_scheduled {
+                    // Queued behind everything already waiting, so they join this batch.
+                    myself.send_message(LedgerMsg::Flush)?;
+                    state.flush_scheduled = true;
+                }
+            }
+            LedgerMsg::Flush => {
+                let take = state.pending.len().min(MAX_BATCH);
+                let batch: Vec<Work> = state.pending.drain(..take).collect();
+                if state.pending.is_empty() {
+                    state.flush_scheduled = false;
+                } else {
+                    myself.send_message(LedgerMsg::Flush)?;
+                }
+                let db = state.db.clone();
+                tokio::task::spawn_blocking(move || commit_batch(&db, batch)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a batch in one transaction, a savepoint per request, then answers everyone.
+fn commit_batch(db: &Db, batch: Vec<Work>) {
+    let outcome = db.transaction(|conn| {
+        let responders: Vec<Responder> = batch.into_iter().map(|work| work(conn)).collect();
+        Ok::<_, DbError>(responders)
+    });
+    match outcome {
+        Ok(responders) => responders.into_iter().for_each(|answer| answer(Ok(()))),
+        Err(err) => {
+            // The batch's requests were consumed by the failed transaction; their callers
+            // see their reply ports dropped and answer INTERNAL_ERROR.
+            tracing::error!(error = %err, "ledger batch failed to commit");
+        }
+    }
+}
+
+/// Wraps a typed operation into batch work: savepoint, panic guard, deferred reply.
+fn work<T, E, F>(op: F, reply: RpcReplyPort<Result<T, E>>) -> Work
+where
+    T: Send + 'static,
+    E: From<ApiError> + Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+{
+    Box::new(move |conn: &Connection| {
+        let result = in_savepoint(conn, op);
+        Box::new(move |commit: Result<(), String>| {
+            let answer = match commit {
+                Ok(()) => result,
+                Err(why) => {
+                    tracing::error!(error = %why, "ledger commit failed");
+                    Err(E::from(ApiError::internal()))
+                }
+            };
+            // A caller that gave up (timeout, disconnect) is not an error here.
+            let _ = reply.send(answer);
+        })
+    })
+}
+
+fn in_savepoint<T, E>(
+    conn: &Connection,
+    op: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<ApiError>,
+{
+    if let Err(err) = conn.execute_batch("SAVEPOINT ledger_op") {
+        return Err(E::from(ApiError::from(DbError::from(err))));
+    }
+    let result = catch_unwind(AssertUnwindSafe(|| op(conn))).unwrap_or_else(|_| {
+        tracing::error!("ledger operation panicked; rolled back alone");
+        Err(E::from(ApiError::internal()))
+    });
+    let end = if result.is_ok() {
+        "RELEASE ledger_op"
+    } else {
+        "ROLLBACK TO ledger_op; RELEASE ledger_op"
+    };
+    if let Err(err) = conn.execute_batch(end) {
+        return Err(E::from(ApiError::from(DbError::from(err))));
+    }
+    result
+}
+
+/// Why an account could not be opened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpenAccountError {
+    EmailTaken,
+    Failed(ApiError),
+}
+
+impl From<ApiError> for OpenAccountError {
+    fn from(err: ApiError) -> Self {
+        OpenAccountError::Failed(err)
+    }
+}
+
+/// A cheap, clonable way to talk to the ledger actor.
+#[derive(Clone)]
+pub struct LedgerHandle {
+    actor: ActorRef<LedgerMsg>,
+}
+
+impl LedgerHandle {
+    /// Spawns the actor.
+    pub async fn spawn(db: Db) -> Result<(LedgerHandle, tokio::task::JoinHandle<()>), ApiError> {
+        let (actor, join) = Actor::spawn(None, CreditLedgerActor, db)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot start the ledger actor");
+                ApiError::internal()
+            })?;
+        Ok((LedgerHandle { actor }, join))
+    }
+
+    /// Stops the actor after what it is doing.
+    pub fn stop(&self) {
+        self.actor.stop(None);
+    }
+
+    async fn run<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<ApiError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        match self
+            .actor
+            .call(|port| LedgerMsg::Run(work(op, port)), None)
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            Ok(_) | Err(_) => Err(E::from(ApiError::internal())),
+        }
+    }
+
+    /// Creates a user with an empty account and grants the signup bonus, atomically.
+    pub async fn open_account(
+        &self,
+        user: User,
+        password_hash: String,
+        signup_bonus: i64,
+    ) -> Result<User, OpenAccountError> {
+        self.run(move |conn| open_account(conn, &user, &password_hash, signup_bonus).map(|_| user))
+            .await
+    }
+
+    /// Grants credits to a bucket (debt is paid first). Idempotent by `key`.
+    pub async fn grant(
+        &self,
+        user_id: String,
+        bucket: Bucket,
+        amount: i64,
+        key: String,
+        reason: String,
+    ) -> Result<LedgerEntry, ApiError> {
+        self.run(move |conn| {
+            grant(
+                conn,
+                &user_id,
+                bucket,
+                amount,
+                &key,
+                Some(&reason),
+                None,
+                "grant",
+            )
+        })
+        .await
+    }
+
+    /// An operator's correction: positive adds purchased credits, negative deducts
+    /// (purchased first) but never below zero available. Idempotent by `key`.
+    pub async fn adjust(
+        &self,
+        user_id: String,
+        amount: i64,
+        key: String,
+        reason: String,
+    ) -> Result<LedgerEntry, ApiError> {
+        self.run(move |conn| adjust(conn, &user_id, amount, &key, &reason))
+            .await
+    }
+}
+
+fn open_account(
+    conn: &Connection,
+    user: &User,
+    password_hash: &str,
+    signup_bonus: i64,
+) -> Result<(), OpenAccountError> {
+    match accounts::insert_user(conn, user, password_hash) {
+        Ok(()) => {}
+        Err(DbError::Constraint(_)) => return Err(OpenAccountError::EmailTaken),
+        Err(err) => return Err(OpenAccountError::Failed(err.into())),
+    }
+    if signup_bonus > 0 {
+        let key = format!("signup:{}", user.id);
+        grant(
+            conn,
+            &user.id,
+            Bucket::Purchased,
+            signup_bonus,
+            &key,
+            Some("signup bonus"),
+            None,
+            "grant",
+        )?;
+    }
+    Ok(())
+}
+
+/// The row already recorded under `key`, if it is the same movement; a conflict if the
+/// key was used for another.
+fn replay(
+    conn: &Connection,
+    key: &str,
+    user_id: &str,
+    kind: &str,
+    amount: i64,
+) -> Result<Option<LedgerEntry>, ApiError> {
+    match ledger::find_by_key(conn, key)? {
+        None => Ok(None),
+        Some(entry) if entry.user_id == user_id && entry.kind == kind && entry.amount == amount => {
+            Ok(Some(entry))
+        }
+        Some(_) => Err(ApiError::with_message(
+            ErrorCode::CONFLICT,
+            "idempotency key already used for another credit movement",
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn grant(
+    conn: &Connection,
+    user_id: &str,
+    bucket: Bucket,
+    amount: i64,
+    key: &str,
+    reason: Option<&str>,
+    stripe_event_id: Option<&str>,
+    kind: &str,
+) -> Result<LedgerEntry, ApiError> {
+    if amount <= 0 {
+        return Err(ApiError::bad_field(
+            "amount",
+            "amount must be a positive integer",
+        ));
+    }
+    if let Some(done) = replay(conn, key, user_id, kind, amount)? {
+        return Ok(done);
+    }
+    let balances = accounts::credits(conn, user_id)?
+        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such user"))?;
+    let deltas = credits::grant(&balances, bucket, amount);
+    let (entry, _) = ledger::record(
+        conn,
+        &NewEntry {
+            user_id,
+            kind,
+            amount,
+            bucket: Some(bucket.as_str()),
+            deltas,
+            stripe_event_id,
+            reason,
+            idempotency_key: key,
+            ..NewEntry::default()
+        },
+        now_ms(),
+    )?;
+    Ok(entry)
+}
+
+fn adjust(
+    conn: &Connection,
+    user_id: &str,
+    amount: i64,
+    key: &str,
+    reason: &str,
+) -> Result<LedgerEntry, ApiError> {
+    if amount == 0 {
+        return Err(ApiError::bad_field("amount", "amount must not be zero"));
+    }
+    if amount > 0 {
+        return grant(
+            conn,
+            user_id,
+            Bucket::Purchased,
+            amount,
+            key,
+            Some(reason),
+            None,
+            "adjust",
+        );
+    }
+    let amount = -amount;
+    if let Some(done) = replay(conn, key, user_id, "adjust", amount)? {
+        return Ok(done);
+    }
+    let balances = accounts::credits(conn, user_id)?
+        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such user"))?;
+    let deltas = credits::deduct(&balances, amount).ok_or_else(|| {
+        ApiError::new(ErrorCode::INSUFFICIENT_CREDITS)
+            .details(json!({"required": amount, "available": balances.available()}))
+    })?;
+    let (entry, _) = ledger::record(
+        conn,
+        &NewEntry {
+            user_id,
+            kind: "adjust",
+            amount,
+            bucket: Some("mixed"),
+            deltas,
+            reason: Some(reason),
+            idempotency_key: key,
+            ..NewEntry::default()
+        },
+        now_ms(),
+    )?;
+    Ok(entry)
+}

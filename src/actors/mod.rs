@@ -1,0 +1,3 @@
+//! Ractor actors, each owning one responsibility.
+
+pub mod ledger;

@@ -1,0 +1,161 @@
+//! Assembles Atelier: opens the database, spawns the actors, serves the routes, and
+//! shuts everything down in order.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::actors::ledger::LedgerHandle;
+use crate::auth::AuthService;
+use crate::config::Config;
+use crate::db::Db;
+
+/// Everything a request handler may use.
+pub struct AppState {
+    pub config: Config,
+    pub db: Db,
+    pub ledger: LedgerHandle,
+    pub auth: AuthService,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// Opens the database (migrating it) off the async runtime.
+pub async fn open_db(config: &Config) -> Result<Db, StartError> {
+    let path = config.database_path();
+    let (size, busy) = (
+        config.database.pool_size,
+        Duration::from_millis(config.database.busy_timeout_ms),
+    );
+    tokio::task::spawn_blocking(move || Db::open(&path, size, busy))
+        .await
+        .map_err(|e| StartError(e.to_string()))?
+        .map_err(|e| StartError(e.to_string()))
+}
+
+/// Builds the state: database, ledger actor, auth.
+pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
+    std::fs::create_dir_all(&config.data.dir).map_err(|e| {
+        StartError(format!(
+            "cannot create data dir {}: {e}",
+            config.data.dir.display()
+        ))
+    })?;
+    let db = open_db(&config).await?;
+    let secret = jwt_secret(&config)?;
+    let (ledger, _) = LedgerHandle::spawn(db.clone())
+        .await
+        .map_err(|e| StartError(e.to_string()))?;
+    let auth = AuthService::new(db.clone(), ledger.clone(), &secret, config.auth.clone());
+    Ok(Arc::new(AppState {
+        config,
+        db,
+        ledger,
+        auth,
+    }))
+}
+
+/// A server running in the background.
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+impl RunningApp {
+    /// Stops accepting, lets in-flight requests finish, stops the actors.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+        self.state.ledger.stop();
+    }
+
+    /// Waits until the server ends (after a shutdown signal).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.server).await;
+        self.state.ledger.stop();
+    }
+}
+
+/// Binds `config.server.bind` and serves until [`RunningApp::stop`] (or `shutdown`
+/// resolves, for the CLI's signal handling).
+pub async fn start(config: Config) -> Result<RunningApp, StartError> {
+    let addr = config.bind_addr();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+    let state = build_state(config).await?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let routes = crate::http::routes(state.clone());
+    let server = tokio::spawn(
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move {
+                let _ = rx.await;
+            })
+            .run(),
+    );
+    Ok(RunningApp {
+        addr,
+        state,
+        shutdown: Some(tx),
+        server,
+    })
+}
+
+/// The HS256 secret: configured, or generated once into `<data dir>/jwt_secret` (0600).
+pub fn jwt_secret(config: &Config) -> Result<Vec<u8>, StartError> {
+    if let Some(secret) = &config.auth.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = config.data.dir.join("jwt_secret");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 32 => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(_) => {
+            return Err(StartError(format!(
+                "{} is shorter than 32 bytes; delete it to generate a new one",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StartError(format!("cannot read {}: {e}", path.display()))),
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    write_private(&path, secret.as_bytes())
+        .map_err(|e| StartError(format!("cannot write {}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "generated a new JWT secret");
+    Ok(secret.into_bytes())
+}
+
+/// Creates a file readable by its owner only; refuses to overwrite one.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}

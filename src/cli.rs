@@ -1,0 +1,284 @@
+//! The command line: `serve` and the operator's tools. Each command is a thin call
+//! into the same code the server uses.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, StartError};
+use crate::config::Config;
+use crate::db::{accounts, ledger, migrate};
+use crate::domain::time::rfc3339;
+
+/// Atelier — the backend of an AI product-photo studio in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "atelier", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./config.toml when present).
+    #[arg(long, global = true, env = "ATELIER_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (and the job queue) until SIGINT/SIGTERM.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage credits.
+    #[command(subcommand)]
+    Credits(CreditsCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Recompute every account from its ledger; exit non-zero on any mismatch.
+    Audit,
+}
+
+/// `atelier user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (the signup bonus is granted as for a web signup).
+    Create(UserCreate),
+    /// List users with their credits.
+    List,
+}
+
+/// `atelier user create`
+#[derive(Debug, Args)]
+pub struct UserCreate {
+    /// Email address (the login).
+    #[arg(long)]
+    pub email: String,
+    /// Password, at least 8 characters.
+    #[arg(long)]
+    pub password: String,
+    /// Make the user an administrator.
+    #[arg(long)]
+    pub admin: bool,
+}
+
+/// `atelier credits …`
+#[derive(Debug, Subcommand)]
+pub enum CreditsCommand {
+    /// Grant (or, with a negative amount, deduct) credits, recorded in the ledger.
+    Grant(CreditsGrant),
+}
+
+/// `atelier credits grant`
+#[derive(Debug, Args)]
+pub struct CreditsGrant {
+    /// The user's email.
+    #[arg(long)]
+    pub email: String,
+    /// Credits to add (negative to deduct; never below zero available).
+    #[arg(long, allow_negative_numbers = true)]
+    pub amount: i64,
+    /// Why, kept in the ledger row.
+    #[arg(long)]
+    pub reason: String,
+    /// Idempotency key (default: a new one, so every call grants).
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+/// `atelier config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration; print the effective values (secrets hidden).
+    Check,
+}
+
+/// A command's failure: the message and the process exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl From<StartError> for CliError {
+    fn from(err: StartError) -> Self {
+        CliError {
+            message: err.0,
+            exit_code: 1,
+        }
+    }
+}
+
+fn fail(message: impl Into<String>) -> CliError {
+    CliError {
+        message: message.into(),
+        exit_code: 1,
+    }
+}
+
+/// Runs a command other than `serve` and `config check` against a loaded config.
+pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let db = app::open_db(&config).await?;
+            let version = db
+                .with_conn(migrate::current_version)
+                .map_err(|e| fail(e.to_string()))?;
+            println!(
+                "database {} is at schema version {version}",
+                db.path().display()
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let mut shown = config.clone();
+            if shown.auth.jwt_secret.is_some() {
+                shown.auth.jwt_secret = Some("<hidden>".into());
+            }
+            if shown.auth.anon_key.is_some() {
+                shown.auth.anon_key = Some("<hidden>".into());
+            }
+            let text = toml::to_string_pretty(&shown).map_err(|e| fail(e.to_string()))?;
+            println!("# configuration is valid\n{text}");
+            Ok(())
+        }
+        Command::User(UserCommand::Create(args)) => {
+            let state = app::build_state(config).await?;
+            let role = if args.admin { "admin" } else { "authenticated" };
+            let user = state
+                .auth
+                .create_account(&args.email, &args.password, serde_json::Value::Null, role)
+                .await
+                .map_err(|e| fail(e.msg))?;
+            println!("created {} {} ({})", user.id, user.email, user.role);
+            Ok(())
+        }
+        Command::User(UserCommand::List) => {
+            let db = app::open_db(&config).await?;
+            let users = db
+                .with_conn(accounts::list)
+                .map_err(|e| fail(e.to_string()))?;
+            println!(
+                "{:<36}  {:<32}  {:<13}  {:>9}  {:>9}  {:>6}  created",
+                "id", "email", "role", "available", "held", "debt"
+            );
+            for (user, credits) in users {
+                println!(
+                    "{:<36}  {:<32}  {:<13}  {:>9}  {:>9}  {:>6}  {}",
+                    user.id,
+                    user.email,
+                    user.role,
+                    credits.available(),
+                    credits.held,
+                    credits.debt,
+                    rfc3339(user.created_at)
+                );
+            }
+            Ok(())
+        }
+        Command::Credits(CreditsCommand::Grant(args)) => {
+            let state = app::build_state(config).await?;
+            let email = args.email.trim().to_ascii_lowercase();
+            let user = state
+                .db
+                .with_conn(|conn| accounts::find_by_email(conn, &email))
+                .map_err(|e| fail(e.to_string()))?
+                .ok_or_else(|| fail(format!("no user with email {email}")))?;
+            let key = args
+                .key
+                .unwrap_or_else(|| format!("cli:{}", uuid::Uuid::now_v7()));
+            let entry = state
+                .ledger
+                .adjust(user.id.clone(), args.amount, key, args.reason)
+                .await
+                .map_err(|e| fail(e.message))?;
+            println!(
+                "{} {} credits for {}; available now {}",
+                if args.amount > 0 {
+                    "granted"
+                } else {
+                    "deducted"
+                },
+                entry.amount,
+                user.email,
+                entry.available_after
+            );
+            Ok(())
+        }
+        Command::Audit => audit(config).await,
+    }
+}
+
+async fn serve(config: Config) -> Result<(), CliError> {
+    let running = app::start(config).await?;
+    tracing::info!(addr = %running.addr, "atelier is listening on http://{}", running.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn audit(config: Config) -> Result<(), CliError> {
+    let db = app::open_db(&config).await?;
+    let accounts = db
+        .with_conn(ledger::recompute_all)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut problems = 0;
+    for (user_id, from_ledger, stored) in &accounts {
+        if from_ledger != stored {
+            problems += 1;
+            println!("MISMATCH account {user_id}: stored {stored:?}, ledger says {from_ledger:?}");
+        }
+        if stored.available() < 0 {
+            problems += 1;
+            println!(
+                "NEGATIVE account {user_id}: available {}",
+                stored.available()
+            );
+        }
+    }
+    println!("audited {} accounts: {problems} problem(s)", accounts.len());
+    if problems > 0 {
+        return Err(CliError {
+            message: format!("audit found {problems} problem(s)"),
+            exit_code: 1,
+        });
+    }
+    Ok(())
+}
+
+/// Sets up logging to stderr as configured (`ATELIER_LOG` overrides the level).
+pub fn init_logging(config: &Config) {
+    let level = std::env::var("ATELIER_LOG").unwrap_or_else(|_| config.log.level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if config.log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,512 @@
+//! Typed configuration: built-in defaults → `config.toml` → `ATELIER_<SECTION>_<KEY>`.
+//!
+//! Unknown keys and bad values are errors that name the key, so the binary can exit at
+//! start with one clear line instead of running with a setting it ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Value;
+
+/// Environment variables read by the CLI itself, not config keys.
+const ENV_NOT_CONFIG: &[&str] = &["ATELIER_CONFIG", "ATELIER_LOG"];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub data: DataConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub billing: BillingConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: where and how the HTTP server listens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub bind: String,
+    /// Origins allowed by CORS; `["*"]` allows any.
+    pub cors_origins: Vec<String>,
+    /// Largest JSON request body in bytes.
+    pub json_body_limit_bytes: u64,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8787".into(),
+            cors_origins: vec!["*".into()],
+            json_body_limit_bytes: 1024 * 1024,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// `[data]`: the one directory holding the database and stored files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// `[database]`: the SQLite pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connections in the read/write pool.
+    pub pool_size: u32,
+    /// How long a connection waits for SQLite's write lock, in milliseconds.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            pool_size: 8,
+            busy_timeout_ms: 5000,
+        }
+    }
+}
+
+/// `[auth]`: accounts, sessions and tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret (at least 32 bytes). Unset: generated once and kept in the data dir.
+    pub jwt_secret: Option<String>,
+    /// Lifetime of an access token in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of an unused refresh token in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Credits granted once at signup (to the purchased bucket).
+    pub signup_bonus_credits: i64,
+    /// The public anon key clients send; a request carrying only it is anonymous.
+    pub anon_key: Option<String>,
+    /// Signup and token requests allowed per client IP per minute.
+    pub rate_limit_per_minute: u32,
+    /// Whether `POST /auth/v1/signup` is open.
+    pub allow_signup: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: None,
+            access_token_ttl_secs: 3600,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            signup_bonus_credits: 30,
+            anon_key: None,
+            rate_limit_per_minute: 30,
+            allow_signup: true,
+        }
+    }
+}
+
+/// `[billing]`: payments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingConfig {
+    /// `simulated` (no keys, no network) or `stripe`.
+    pub mode: String,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            mode: "simulated".into(),
+        }
+    }
+}
+
+/// `[log]`: what the process writes to stderr.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `atelier=debug,warn`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// A configuration problem, always naming the key (or the file) at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads defaults, then `path` (or `./config.toml` when present), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(path, &env)
+    }
+
+    /// [`Config::load`] with an explicit environment (for tests).
+    pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut merged =
+            Value::try_from(Config::default()).map_err(|e| ConfigError(e.to_string()))?;
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("config.toml")).filter(|p| p.exists()),
+        };
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", file.display())))?;
+            let from_file: Value = toml::from_str(&text).map_err(|e| {
+                ConfigError(format!("{}: {}", file.display(), one_line(&e.to_string())))
+            })?;
+            merge(&mut merged, from_file);
+            Self::from_value(merged.clone(), &BTreeMap::new())
+                .map_err(|e| ConfigError(format!("{} ({})", e.0, file.display())))?;
+        }
+        let origins = apply_env(&mut merged, env)?;
+        let config = Self::from_value(merged, &origins)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_value(value: Value, origins: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        serde_path_to_error::deserialize::<_, Config>(value).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = one_line(&err.inner().to_string());
+            let key = match inner.strip_prefix("unknown field `") {
+                Some(rest) => {
+                    let field = rest.split('`').next().unwrap_or_default();
+                    let key = join_key(&path, field);
+                    return ConfigError(format!(
+                        "unknown key `{key}`{}",
+                        origin_suffix(origins, &key)
+                    ));
+                }
+                None => path,
+            };
+            ConfigError(format!(
+                "bad value for `{key}`: {inner}{}",
+                origin_suffix(origins, &key)
+            ))
+        })
+    }
+
+    /// Checks the rules serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("bad value for `{key}`: {why}")));
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            return bad("server.bind", "expected an address such as 127.0.0.1:8787");
+        }
+        if self.server.json_body_limit_bytes < 1024 {
+            return bad("server.json_body_limit_bytes", "must be at least 1024");
+        }
+        if self.database.pool_size < 2 {
+            return bad("database.pool_size", "must be at least 2");
+        }
+        if let Some(secret) = &self.auth.jwt_secret {
+            if secret.len() < 32 {
+                return bad("auth.jwt_secret", "must be at least 32 bytes long");
+            }
+        }
+        if self.auth.access_token_ttl_secs < 60 {
+            return bad("auth.access_token_ttl_secs", "must be at least 60");
+        }
+        if self.auth.signup_bonus_credits < 0 {
+            return bad("auth.signup_bonus_credits", "must not be negative");
+        }
+        if self.auth.rate_limit_per_minute == 0 {
+            return bad("auth.rate_limit_per_minute", "must be at least 1");
+        }
+        if !matches!(self.billing.mode.as_str(), "simulated" | "stripe") {
+            return bad("billing.mode", "expected \"simulated\" or \"stripe\"");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return bad("log.format", "expected \"text\" or \"json\"");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad("log.level", "not a valid filter (e.g. info, atelier=debug)");
+        }
+        Ok(())
+    }
+
+    /// The listen address (validated at load).
+    pub fn bind_addr(&self) -> SocketAddr {
+        self.server
+            .bind
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8787)))
+    }
+
+    /// Path of the SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data.dir.join("atelier.db")
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn join_key(path: &str, field: &str) -> String {
+    if path.rsplit('.').next() == Some(field) {
+        path.to_string()
+    } else if path.is_empty() || path == "." {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn origin_suffix(origins: &BTreeMap<String, String>, key: &str) -> String {
+    origins
+        .get(key)
+        .map(|var| format!(" (set by {var})"))
+        .unwrap_or_default()
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, everything else replaces.
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Table(base), Value::Table(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+}
+
+/// Applies `ATELIER_<SECTION>_<KEY>` variables; returns which variable set which key.
+fn apply_env(
+    merged: &mut Value,
+    env: &[(String, String)],
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut origins = BTreeMap::new();
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("ATELIER_") else {
+            continue;
+        };
+        if ENV_NOT_CONFIG.contains(&name.as_str()) {
+            continue;
+        }
+        let segments: Vec<String> = rest.split('_').map(str::to_ascii_lowercase).collect();
+        if segments.len() < 2 || segments.iter().any(String::is_empty) {
+            return Err(ConfigError(format!(
+                "{name} is not of the form ATELIER_<SECTION>_<KEY>"
+            )));
+        }
+        // Find the sections and nested tables (e.g. providers.openrouter) that prefixes
+        // of the remaining segments name; what is left is the key.
+        let mut path: Vec<String> = Vec::new();
+        let mut i = 0;
+        let mut probe = &*merged;
+        while let Some(j) = (i + 1..segments.len()).rev().find(|&j| {
+            probe
+                .get(segments[i..j].join("_"))
+                .is_some_and(Value::is_table)
+        }) {
+            let section = segments[i..j].join("_");
+            probe = &probe[section.as_str()];
+            path.push(section);
+            i = j;
+        }
+        if path.is_empty() {
+            return Err(ConfigError(format!(
+                "unknown key `{}` (set by {name})",
+                segments.join(".")
+            )));
+        }
+        let mut t = merged
+            .as_table_mut()
+            .ok_or_else(|| ConfigError("defaults are not a table".into()))?;
+        for section in &path {
+            t = t
+                .get_mut(section)
+                .and_then(Value::as_table_mut)
+                .ok_or_else(|| ConfigError(format!("{name} does not name a config key")))?;
+        }
+        let leaf = segments[i..].join("_");
+        path.push(leaf.clone());
+        let key = path.join(".");
+        let value = env_value(t.get(&leaf), raw)
+            .map_err(|why| ConfigError(format!("bad value for `{key}` (set by {name}): {why}")))?;
+        t.insert(leaf, value);
+        origins.insert(key, name.clone());
+    }
+    Ok(origins)
+}
+
+/// Reads an environment value with the type of the value it replaces.
+fn env_value(current: Option<&Value>, raw: &str) -> Result<Value, String> {
+    match current {
+        Some(Value::Integer(_)) => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("expected an integer, got {raw:?}")),
+        Some(Value::Float(_)) => raw
+            .trim()
+            .parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| format!("expected a number, got {raw:?}")),
+        Some(Value::Boolean(_)) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
+            _ => Err(format!("expected true or false, got {raw:?}")),
+        },
+        Some(Value::Array(_)) => {
+            let trimmed = raw.trim();
+            if trimmed.starts_with('[') {
+                toml::from_str::<toml::Table>(&format!("v = {trimmed}"))
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .ok_or_else(|| format!("expected a TOML array, got {raw:?}"))
+            } else {
+                Ok(Value::Array(
+                    trimmed
+                        .split(',')
+                        .map(|s| s.trim())
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::String(s.to_string()))
+                        .collect(),
+                ))
+            }
+        }
+        _ => Ok(Value::String(raw.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_text(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load_from(Some(&path), &env(vars))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = load_text("", &[]).unwrap();
+        assert_eq!(config.server.bind, "127.0.0.1:8787");
+        assert_eq!(config.auth.signup_bonus_credits, 30);
+    }
+
+    #[test]
+    fn file_then_env_override_in_order() {
+        let config = load_text(
+            "[server]\nbind = \"0.0.0.0:9000\"\n[auth]\nsignup_bonus_credits = 5\n",
+            &[("ATELIER_AUTH_SIGNUP_BONUS_CREDITS", "7"), ("PATH", "/bin")],
+        )
+        .unwrap();
+        assert_eq!(config.server.bind, "0.0.0.0:9000");
+        assert_eq!(config.auth.signup_bonus_credits, 7);
+    }
+
+    #[test]
+    fn env_keys_with_underscores_and_lists() {
+        let config = load_text(
+            "",
+            &[
+                (
+                    "ATELIER_AUTH_JWT_SECRET",
+                    "0123456789abcdef0123456789abcdef",
+                ),
+                (
+                    "ATELIER_SERVER_CORS_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
+                ("ATELIER_SERVER_TRUST_FORWARDED_FOR", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.auth.jwt_secret.as_deref().map(str::len), Some(32));
+        assert_eq!(config.server.cors_origins.len(), 2);
+        assert!(config.server.trust_forwarded_for);
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let err = load_text("[server]\nbindx = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`server.bindx`"), "{err}");
+        let err = load_text("[nope]\na = 1\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("`nope`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_key_is_named_with_its_variable() {
+        let err = load_text("", &[("ATELIER_SERVER_PORTX", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.portx") && err.contains("ATELIER_SERVER_PORTX"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = load_text("[auth]\naccess_token_ttl_secs = \"soon\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.access_token_ttl_secs"), "{err}");
+        let err = load_text("", &[("ATELIER_DATABASE_POOL_SIZE", "many")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.pool_size"), "{err}");
+        let err = load_text("[server]\nbind = \"nowhere\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.bind"), "{err}");
+        let err = load_text("[auth]\njwt_secret = \"short\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.jwt_secret"), "{err}");
+        let err = load_text("[log]\nformat = \"xml\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.format"), "{err}");
+    }
+
+    #[test]
+    fn broken_toml_is_one_line() {
+        let err = load_text("[server\nbind=", &[]).unwrap_err().to_string();
+        assert!(!err.contains('\n'), "{err}");
+    }
+}

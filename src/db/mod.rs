@@ -1,0 +1,150 @@
+//! The only module that knows SQLite. Each submodule owns the SQL of one table group;
+//! callers get Atelier's own types and [`DbError`], never rusqlite rows or errors.
+
+pub mod accounts;
+pub mod ledger;
+pub mod migrate;
+pub mod packages;
+pub mod pool;
+pub mod sessions;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+pub use rusqlite::Connection as Conn;
+
+/// A database failure, with enough words for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had from the pool in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A UNIQUE/CHECK/FOREIGN KEY constraint refused the write.
+    #[error("constraint violated: {0}")]
+    Constraint(String),
+    /// The database is locked by another writer past the busy timeout.
+    #[error("database busy: {0}")]
+    Busy(String),
+    /// Anything else.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ffi::ErrorCode as C;
+        match err.sqlite_error_code() {
+            Some(C::ConstraintViolation) => DbError::Constraint(err.to_string()),
+            Some(C::DatabaseBusy) | Some(C::DatabaseLocked) => DbError::Busy(err.to_string()),
+            _ => DbError::Other(err.to_string()),
+        }
+    }
+}
+
+impl From<r2d2::Error> for DbError {
+    fn from(err: r2d2::Error) -> Self {
+        DbError::Unavailable(err.to_string())
+    }
+}
+
+impl From<DbError> for crate::domain::ApiError {
+    fn from(err: DbError) -> Self {
+        crate::domain::ApiError::internal().cause(err.to_string())
+    }
+}
+
+/// Shorthand for database results.
+pub type DbResult<T> = Result<T, DbError>;
+
+/// The database: a pool of connections to one SQLite file.
+#[derive(Clone)]
+pub struct Db {
+    pool: pool::Pool,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file and migrates it to the current schema.
+    pub fn open(path: &Path, pool_size: u32, busy_timeout: Duration) -> DbResult<Db> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbError::Other(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let pool = pool::open(path, pool_size, busy_timeout)?;
+        let db = Db {
+            pool,
+            path: path.to_path_buf(),
+        };
+        db.with_conn(migrate::migrate)?;
+        Ok(db)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a pooled connection (blocking: call from a blocking context).
+    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> DbResult<T>) -> DbResult<T> {
+        let conn = self.pool.get()?;
+        f(&conn)
+    }
+
+    /// Runs `f` inside `BEGIN IMMEDIATE … COMMIT` (rolled back if `f` fails).
+    pub fn transaction<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        let mut conn = self.pool.get().map_err(DbError::from)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(DbError::from)?;
+        let value = f(&tx)?;
+        tx.commit().map_err(DbError::from)?;
+        Ok(value)
+    }
+
+    /// [`Db::with_conn`] off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.with_conn(f))
+            .await
+            .map_err(|e| DbError::Other(format!("blocking task failed: {e}")))?
+    }
+
+    /// [`Db::transaction`] off the async runtime.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.transaction(f))
+            .await
+            .map_err(|e| E::from(DbError::Other(format!("blocking task failed: {e}"))))?
+    }
+
+    /// Proves the database is writable (for `/readyz`).
+    pub fn heartbeat(&self) -> DbResult<()> {
+        self.transaction(|conn| {
+            conn.execute(
+                "INSERT INTO heartbeat (id, beat_at) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at",
+                [crate::domain::time::now_ms()],
+            )?;
+            Ok::<_, DbError>(())
+        })
+    }
+}
+
+/// A new time-ordered id (UUIDv7) as text.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,48 @@
+//! `packages`: what can be bought.
+
+use rusqlite::{Connection, Row};
+use serde_json::Value;
+
+use super::DbResult;
+
+/// A credit package (subscription or one-time pack).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Package {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub price_usd_cents: i64,
+    pub credits: i64,
+    pub first_sub_bonus: i64,
+    pub is_popular: bool,
+    pub sort_order: i64,
+    pub active: bool,
+    pub stripe_price_ids: Value,
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Package> {
+    let prices: String = row.get(9)?;
+    Ok(Package {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        kind: row.get(2)?,
+        price_usd_cents: row.get(3)?,
+        credits: row.get(4)?,
+        first_sub_bonus: row.get(5)?,
+        is_popular: row.get(6)?,
+        sort_order: row.get(7)?,
+        active: row.get(8)?,
+        stripe_price_ids: serde_json::from_str(&prices).unwrap_or(Value::Null),
+    })
+}
+
+/// Active packages in display order.
+pub fn list_active(conn: &Connection) -> DbResult<Vec<Package>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, type, price_usd_cents, credits, first_sub_bonus, is_popular,
+                sort_order, active, stripe_price_ids
+         FROM packages WHERE active = 1 ORDER BY sort_order, id",
+    )?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,8 @@
+//! Pure product rules: no I/O, no framework types. The easiest place to read and test
+//! what Atelier does.
+
+pub mod credits;
+pub mod error;
+pub mod time;
+
+pub use error::{ApiError, ErrorCode};

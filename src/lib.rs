@@ -1,0 +1,12 @@
+//! Atelier: the whole backend of an AI product-photo studio in one binary.
+//!
+//! Dependencies point one way: [`http`] → [`actors`] → [`db`] → [`domain`].
+
+pub mod actors;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
