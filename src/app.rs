@@ -12,10 +12,20 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use std::collections::HashMap;
+
+use ractor::{Actor, ActorRef};
+use tokio::sync::broadcast;
+
+use crate::actors::generator::{GeneratorActor, GeneratorArgs};
 use crate::actors::ledger::LedgerHandle;
+use crate::actors::supervisor::{JobSupervisor, ProviderSlot, SupervisorArgs, SupervisorMsg};
 use crate::auth::AuthService;
 use crate::config::Config;
 use crate::db::Db;
+use crate::domain::jobs::RetryPolicy;
+use crate::providers::local::LocalProvider;
+use crate::storage::LocalStorage;
 
 /// Everything a request handler may use.
 pub struct AppState {
@@ -23,6 +33,10 @@ pub struct AppState {
     pub db: Db,
     pub ledger: LedgerHandle,
     pub auth: AuthService,
+    pub storage: LocalStorage,
+    pub supervisor: ActorRef<SupervisorMsg>,
+    /// A job id is sent here after every change of that job.
+    pub job_events: broadcast::Sender<String>,
 }
 
 /// Why the server could not start.
@@ -57,12 +71,67 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         .await
         .map_err(|e| StartError(e.to_string()))?;
     let auth = AuthService::new(db.clone(), ledger.clone(), &secret, config.auth.clone());
+    let storage = LocalStorage::new(config.data.dir.join("storage"));
+    let (job_events, _) = broadcast::channel(1024);
+    let supervisor = spawn_queue(&config, &db, &ledger, &storage, &job_events).await?;
     Ok(Arc::new(AppState {
         config,
         db,
         ledger,
         auth,
+        storage,
+        supervisor,
+        job_events,
     }))
+}
+
+/// Spawns one generator per provider and the job supervisor in front of them.
+async fn spawn_queue(
+    config: &Config,
+    db: &Db,
+    ledger: &LedgerHandle,
+    storage: &LocalStorage,
+    events: &broadcast::Sender<String>,
+) -> Result<ActorRef<SupervisorMsg>, StartError> {
+    let local = &config.providers.local;
+    let timeout = Duration::from_secs(local.timeout_secs);
+    let (generator, _) = Actor::spawn(
+        None,
+        GeneratorActor,
+        GeneratorArgs {
+            provider: Arc::new(LocalProvider::new(local.clone(), storage.clone())),
+            concurrency: local.concurrency as usize,
+            timeout,
+        },
+    )
+    .await
+    .map_err(|e| StartError(format!("cannot start the local generator: {e}")))?;
+    let mut providers = HashMap::new();
+    providers.insert(
+        "local".to_string(),
+        ProviderSlot {
+            generator,
+            concurrency: local.concurrency as usize,
+            timeout,
+        },
+    );
+    let (supervisor, _) = Actor::spawn(
+        None,
+        JobSupervisor,
+        SupervisorArgs {
+            db: db.clone(),
+            ledger: ledger.clone(),
+            providers,
+            policy: RetryPolicy {
+                max_attempts: config.queue.max_attempts,
+                base_ms: config.queue.backoff_base_ms,
+            },
+            events: events.clone(),
+        },
+    )
+    .await
+    .map_err(|e| StartError(format!("cannot start the job supervisor: {e}")))?;
+    Ok(supervisor)
 }
 
 /// A server running in the background.
@@ -80,12 +149,14 @@ impl RunningApp {
             let _ = tx.send(());
         }
         let _ = (&mut self.server).await;
+        self.state.supervisor.stop(None);
         self.state.ledger.stop();
     }
 
     /// Waits until the server ends (after a shutdown signal).
     pub async fn wait(mut self) {
         let _ = (&mut self.server).await;
+        self.state.supervisor.stop(None);
         self.state.ledger.stop();
     }
 }

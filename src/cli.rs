@@ -258,7 +258,17 @@ async fn audit(config: Config) -> Result<(), CliError> {
             );
         }
     }
-    println!("audited {} accounts: {problems} problem(s)", accounts.len());
+    let job_problems = db
+        .with_conn(crate::db::jobs::audit_jobs)
+        .map_err(|e| fail(e.to_string()))?;
+    for (job_id, problem) in &job_problems {
+        problems += 1;
+        println!("MISMATCH job {job_id}: {problem}");
+    }
+    println!(
+        "audited {} accounts and their jobs: {problems} problem(s)",
+        accounts.len()
+    );
     if problems > 0 {
         return Err(CliError {
             message: format!("audit found {problems} problem(s)"),

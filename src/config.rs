@@ -22,7 +22,35 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub billing: BillingConfig,
+    pub queue: QueueConfig,
+    pub providers: ProvidersConfig,
     pub log: LogConfig,
+}
+
+/// `[queue]`: how units are retried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Attempts per unit before it fails.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubles each attempt (plus jitter).
+    pub backoff_base_ms: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_attempts: 3,
+            backoff_base_ms: 2000,
+        }
+    }
+}
+
+/// `[providers.*]`: the upstreams.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub local: crate::providers::local::LocalConfig,
 }
 
 /// `[server]`: where and how the HTTP server listens.
@@ -236,6 +264,25 @@ impl Config {
         }
         if self.auth.rate_limit_per_minute == 0 {
             return bad("auth.rate_limit_per_minute", "must be at least 1");
+        }
+        if self.queue.max_attempts == 0 {
+            return bad("queue.max_attempts", "must be at least 1");
+        }
+        let local = &self.providers.local;
+        if !(0.0..=1.0).contains(&local.fail_rate) {
+            return bad("providers.local.fail_rate", "must be between 0.0 and 1.0");
+        }
+        if !matches!(local.fail_kind.as_str(), "retryable" | "permanent") {
+            return bad(
+                "providers.local.fail_kind",
+                "expected \"retryable\" or \"permanent\"",
+            );
+        }
+        if local.concurrency == 0 || local.timeout_secs == 0 {
+            return bad(
+                "providers.local.concurrency",
+                "concurrency and timeout_secs must be at least 1",
+            );
         }
         if !matches!(self.billing.mode.as_str(), "simulated" | "stripe") {
             return bad("billing.mode", "expected \"simulated\" or \"stripe\"");

@@ -398,7 +398,7 @@ async fn unknown_refresh_tokens_are_not_found() {
 
 /// Ten simultaneous refreshes of one token: exactly one wins; the others are refused
 /// (no 500, no second new session).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refresh_has_exactly_one_winner() {
     let app = spawn_app().await;
     let user = app.new_user().await;

@@ -83,7 +83,10 @@ fn assert_config_error(out: &Output, key: &str) {
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {err:?}");
-    assert!(err.ends_with('\n') && err.matches('\n').count() == 1, "{err:?}");
+    assert!(
+        err.ends_with('\n') && err.matches('\n').count() == 1,
+        "{err:?}"
+    );
     assert!(lines[0].contains(key), "{:?} does not name {key}", lines[0]);
     assert!(stdout(out).is_empty(), "stdout: {}", stdout(out));
 }
@@ -132,7 +135,10 @@ fn migrate_honours_the_config_file() {
     let out = ok(&wd.run(&["migrate", "--config", &config]));
     assert!(out.contains("schema version"), "{out}");
     assert!(wd.path().join("store").join("atelier.db").is_file());
-    assert!(!wd.path().join("data").exists(), "default data dir used despite the config");
+    assert!(
+        !wd.path().join("data").exists(),
+        "default data dir used despite the config"
+    );
 }
 
 // ---------------------------------------------------------------- config errors
@@ -202,7 +208,10 @@ fn user_and_credit_commands() {
         "longpassword",
         "--admin",
     ]));
-    assert!(created.contains("a@x.io") && created.contains("admin"), "{created}");
+    assert!(
+        created.contains("a@x.io") && created.contains("admin"),
+        "{created}"
+    );
 
     let row = user_row(&ok(&wd.run(&["user", "list"])), "a@x.io");
     assert_eq!(row[2], "admin", "{row:?}");
@@ -232,11 +241,25 @@ fn user_and_credit_commands() {
     let over = wd.run(&[
         "credits", "grant", "--email", "a@x.io", "--amount", "-500", "--reason", "test",
     ]);
-    assert!(!over.status.success(), "deducted past zero: {}", stdout(&over));
-    assert_eq!(user_row(&ok(&wd.run(&["user", "list"])), "a@x.io")[3], "100");
+    assert!(
+        !over.status.success(),
+        "deducted past zero: {}",
+        stdout(&over)
+    );
+    assert_eq!(
+        user_row(&ok(&wd.run(&["user", "list"])), "a@x.io")[3],
+        "100"
+    );
 
     let nobody = wd.run(&[
-        "credits", "grant", "--email", "nobody@x.io", "--amount", "5", "--reason", "test",
+        "credits",
+        "grant",
+        "--email",
+        "nobody@x.io",
+        "--amount",
+        "5",
+        "--reason",
+        "test",
     ]);
     assert!(!nobody.status.success(), "granted to an unknown user");
 
@@ -248,7 +271,14 @@ fn user_and_credit_commands() {
 #[test]
 fn jwt_secret_file_is_private_and_reused() {
     let wd = Workdir::new();
-    ok(&wd.run(&["user", "create", "--email", "s@x.io", "--password", "longpassword"]));
+    ok(&wd.run(&[
+        "user",
+        "create",
+        "--email",
+        "s@x.io",
+        "--password",
+        "longpassword",
+    ]));
     let path = wd.path().join("data").join("jwt_secret");
     let first = std::fs::read_to_string(&path).expect("jwt_secret written");
     assert!(first.trim().len() >= 32, "secret too short");
@@ -261,7 +291,11 @@ fn jwt_secret_file_is_private_and_reused() {
     ok(&wd.run(&[
         "credits", "grant", "--email", "s@x.io", "--amount", "1", "--reason", "again",
     ]));
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "secret regenerated");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        first,
+        "secret regenerated"
+    );
 }
 
 // ---------------------------------------------------------------- serve
@@ -310,7 +344,11 @@ impl Server {
                 assert_eq!(res.status(), 200);
                 return res.json().await.expect("json");
             }
-            assert!(Instant::now() < deadline, "not healthy in time; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "not healthy in time; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -323,10 +361,18 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "serve exit {status}; log:\n{}", self.log());
+                assert!(
+                    status.success(),
+                    "serve exit {status}; log:\n{}",
+                    self.log()
+                );
                 return;
             }
-            assert!(Instant::now() < deadline, "serve ignored SIGTERM; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "serve ignored SIGTERM; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -370,7 +416,11 @@ async fn serve_answers_and_reuses_its_secret_across_restarts() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 200, "token from the first run refused after restart");
+    assert_eq!(
+        res.status(),
+        200,
+        "token from the first run refused after restart"
+    );
     assert_eq!(res.json::<Value>().await.unwrap()["email"], "serve@x.io");
     assert_eq!(
         std::fs::read_to_string(wd.path().join("data").join("jwt_secret")).unwrap(),
@@ -386,14 +436,23 @@ async fn serve_answers_and_reuses_its_secret_across_restarts() {
 fn every_subcommand_has_help() {
     let wd = Workdir::new();
     let cases: &[(&[&str], &[&str])] = &[
-        (&[], &["serve", "migrate", "user", "credits", "config", "audit"]),
+        (
+            &[],
+            &["serve", "migrate", "user", "credits", "config", "audit"],
+        ),
         (&["serve"], &["Run the HTTP server"]),
         (&["migrate"], &["database schema"]),
         (&["user"], &["Manage user accounts", "create", "list"]),
-        (&["user", "create"], &["Create a user", "--email", "--password", "--admin"]),
+        (
+            &["user", "create"],
+            &["Create a user", "--email", "--password", "--admin"],
+        ),
         (&["user", "list"], &["List users"]),
         (&["credits"], &["Manage credits", "grant"]),
-        (&["credits", "grant"], &["Grant", "--email", "--amount", "--reason"]),
+        (
+            &["credits", "grant"],
+            &["Grant", "--email", "--amount", "--reason"],
+        ),
         (&["config"], &["Inspect the configuration", "check"]),
         (&["config", "check"], &["validate the configuration"]),
         (&["audit"], &["Recompute every account from its ledger"]),
@@ -403,7 +462,11 @@ fn every_subcommand_has_help() {
         args.push("--help");
         let text = ok(&wd.run(&args));
         for phrase in *phrases {
-            assert!(text.contains(phrase), "`{}` help lacks {phrase:?}:\n{text}", args.join(" "));
+            assert!(
+                text.contains(phrase),
+                "`{}` help lacks {phrase:?}:\n{text}",
+                args.join(" ")
+            );
         }
     }
     // Help touches nothing.

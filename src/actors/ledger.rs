@@ -12,10 +12,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rusqlite::Connection;
 use serde_json::json;
 
+use super::ledger_jobs::{self, JobAck, NewJob, Settled};
 use crate::db::accounts::{self, User};
 use crate::db::ledger::{self, LedgerEntry, NewEntry};
 use crate::db::{Db, DbError};
 use crate::domain::credits::{self, Bucket};
+use crate::domain::jobs::{RetryPolicy, UnitOutcome};
 use crate::domain::time::now_ms;
 use crate::domain::{ApiError, ErrorCode};
 
@@ -242,6 +244,33 @@ impl LedgerHandle {
             )
         })
         .await
+    }
+
+    /// Accepts a job: job, units and hold in one transaction (or nothing).
+    pub async fn create_job(&self, job: NewJob) -> Result<JobAck, ApiError> {
+        self.run(move |conn| ledger_jobs::create_job(conn, &job))
+            .await
+    }
+
+    /// Records how an attempt ended: capture, requeue with backoff, or release.
+    pub async fn settle_attempt(
+        &self,
+        task_id: String,
+        attempt: i64,
+        outcome: UnitOutcome,
+        policy: RetryPolicy,
+    ) -> Result<Settled, ApiError> {
+        let jitter: f64 = rand::random();
+        self.run(move |conn| {
+            ledger_jobs::settle_attempt(conn, &task_id, attempt, &outcome, &policy, jitter)
+        })
+        .await
+    }
+
+    /// Cancels a job's queued units and releases their holds.
+    pub async fn cancel_job(&self, user_id: String, job_id: String) -> Result<bool, ApiError> {
+        self.run(move |conn| ledger_jobs::cancel_job(conn, &user_id, &job_id))
+            .await
     }
 
     /// An operator's correction: positive adds purchased credits, negative deducts

@@ -1,3 +1,6 @@
 //! Ractor actors, each owning one responsibility.
 
+pub mod generator;
 pub mod ledger;
+pub mod ledger_jobs;
+pub mod supervisor;

@@ -231,7 +231,7 @@ impl AuthService {
         let user = self
             .db
             .read(move |conn| {
-                if !sessions::is_active(conn, &session_id)? {
+                if !sessions::is_active(conn, &session_id, &user_id)? {
                     return Ok(None);
                 }
                 accounts::find_by_id(conn, &user_id)

@@ -2,6 +2,7 @@
 //! callers get Atelier's own types and [`DbError`], never rusqlite rows or errors.
 
 pub mod accounts;
+pub mod jobs;
 pub mod ledger;
 pub mod migrate;
 pub mod packages;

@@ -81,11 +81,13 @@ pub fn spend_refresh_token(
     })
 }
 
-/// Whether a session exists and is not revoked.
-pub fn is_active(conn: &Connection, session_id: &str) -> DbResult<bool> {
+/// Whether a session of this user exists and is not revoked.
+pub fn is_active(conn: &Connection, session_id: &str, user_id: &str) -> DbResult<bool> {
     Ok(conn
-        .prepare_cached("SELECT 1 FROM auth_sessions WHERE id = ?1 AND revoked_at IS NULL")?
-        .exists([session_id])?)
+        .prepare_cached(
+            "SELECT 1 FROM auth_sessions WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+        )?
+        .exists([session_id, user_id])?)
 }
 
 /// Revokes one session (its whole refresh-token family).

@@ -3,6 +3,7 @@
 
 pub mod credits;
 pub mod error;
+pub mod jobs;
 pub mod time;
 
 pub use error::{ApiError, ErrorCode};

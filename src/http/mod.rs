@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 mod extract;
+mod jobs;
 mod ops;
 pub mod reply;
 
@@ -33,6 +34,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .or(auth::routes(state.clone()))
         .unify()
         .or(account::routes(state.clone()))
+        .unify()
+        .or(jobs::routes(state.clone()))
         .unify();
     let app = api
         .with(cors(&state.config.server.cors_origins))

@@ -1,0 +1,116 @@
+//! `GeneratorActor`: one per provider. Runs units on blocking threads, at most
+//! `concurrency` at once, each under a timeout, and reports every outcome to the
+//! supervisor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::Semaphore;
+
+use super::supervisor::SupervisorMsg;
+use crate::domain::jobs::UnitOutcome;
+use crate::domain::ErrorCode;
+use crate::providers::{Provider, UnitRequest};
+
+/// Messages of a generator.
+pub enum GeneratorMsg {
+    /// Run one unit and tell `report_to` how it went.
+    Run {
+        unit: UnitRequest,
+        report_to: ActorRef<SupervisorMsg>,
+    },
+}
+
+/// How a generator is set up.
+pub struct GeneratorArgs {
+    pub provider: Arc<dyn Provider>,
+    pub concurrency: usize,
+    pub timeout: Duration,
+}
+
+/// The actor.
+pub struct GeneratorActor;
+
+/// Its state.
+pub struct GeneratorState {
+    provider: Arc<dyn Provider>,
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl Actor for GeneratorActor {
+    type Msg = GeneratorMsg;
+    type State = GeneratorState;
+    type Arguments = GeneratorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: GeneratorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(GeneratorState {
+            provider: args.provider,
+            permits: Arc::new(Semaphore::new(args.concurrency.max(1))),
+            timeout: args.timeout,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let GeneratorMsg::Run { unit, report_to } = message;
+        let provider = state.provider.clone();
+        let permits = state.permits.clone();
+        let timeout = state.timeout;
+        tokio::spawn(async move {
+            let outcome = match permits.acquire_owned().await {
+                Ok(permit) => run_with_timeout(provider, unit.clone(), timeout, permit).await,
+                Err(_) => UnitOutcome::Retryable {
+                    code: ErrorCode::UPSTREAM_ERROR,
+                    message: "generator is shutting down".into(),
+                    retry_after_ms: None,
+                },
+            };
+            let _ = report_to.send_message(SupervisorMsg::UnitFinished {
+                provider: unit.provider.clone(),
+                task_id: unit.task_id,
+                attempt: unit.attempt,
+                outcome,
+            });
+        });
+        Ok(())
+    }
+}
+
+async fn run_with_timeout(
+    provider: Arc<dyn Provider>,
+    unit: UnitRequest,
+    timeout: Duration,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> UnitOutcome {
+    let name = provider.name().to_string();
+    let work = tokio::task::spawn_blocking(move || {
+        let outcome = provider.run_unit(&unit);
+        drop(permit);
+        outcome
+    });
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(join)) => {
+            tracing::error!(provider = %name, error = %join, "provider call panicked");
+            UnitOutcome::Permanent {
+                code: ErrorCode::UPSTREAM_ERROR,
+                message: "the provider failed unexpectedly".into(),
+            }
+        }
+        Err(_) => UnitOutcome::Retryable {
+            code: ErrorCode::UPSTREAM_TIMEOUT,
+            message: format!("{name} did not answer within {} s", timeout.as_secs()),
+            retry_after_ms: None,
+        },
+    }
+}

@@ -1,0 +1,418 @@
+//! Ledger operations that move credits together with job and task state: accepting a
+//! job (job + units + hold), settling an attempt (capture, retry or release), cancelling.
+//! Each runs inside the ledger actor's batch, in its own savepoint.
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::db::jobs::{self, AttemptEnd, Job, Task};
+use crate::db::ledger::{self, NewEntry};
+use crate::db::{accounts, new_id};
+use crate::domain::credits::Deltas;
+use crate::domain::jobs::{job_end, JobType, NextStep, RetryPolicy, UnitOutcome};
+use crate::domain::time::now_ms;
+use crate::domain::{ApiError, ErrorCode};
+
+/// Idempotency keys are honoured for this long.
+const CLIENT_KEY_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// A job to accept.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub user_id: String,
+    pub job_type: JobType,
+    pub provider: String,
+    pub model: String,
+    pub payload: Value,
+    pub unit_cost: i64,
+    /// One input object per unit.
+    pub units: Vec<Value>,
+    pub trace_id: Option<String>,
+    pub client_job_id: Option<String>,
+    pub request_hash: Option<String>,
+    pub fe_attempt: Option<i64>,
+}
+
+/// The answer to an accepted job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobAck {
+    pub job_id: String,
+    /// True when an earlier request with the same idempotency key is answered again.
+    pub replayed: bool,
+}
+
+/// What settling an attempt changed, for the supervisor and job watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub job_id: String,
+    /// False when the attempt was stale (its lease had been taken over): nothing changed.
+    pub applied: bool,
+    pub job_finished: bool,
+    pub retry_at: Option<i64>,
+}
+
+/// Accepts a job: writes it, its units and the hold, or refuses with
+/// `INSUFFICIENT_CREDITS` / `CONFLICT` and writes nothing.
+pub fn create_job(conn: &Connection, new: &NewJob) -> Result<JobAck, ApiError> {
+    let now = now_ms();
+    if new.units.is_empty() {
+        return Err(ApiError::with_message(
+            ErrorCode::BAD_REQUEST,
+            "a job needs at least one unit",
+        ));
+    }
+    if let Some(key) = &new.client_job_id {
+        if let Some(existing) = jobs::find_by_client_key(conn, &new.user_id, key)? {
+            if now - existing.created_at < CLIENT_KEY_TTL_MS {
+                if existing.request_hash == new.request_hash {
+                    return Ok(JobAck {
+                        job_id: existing.id,
+                        replayed: true,
+                    });
+                }
+                return Err(ApiError::with_message(
+                    ErrorCode::CONFLICT,
+                    "this idempotency key was already used with a different request",
+                )
+                .details(json!({"job_id": existing.id})));
+            }
+            jobs::forget_client_key(conn, &existing.id)?;
+        }
+    }
+    let units = new.units.len() as i64;
+    let required = new.unit_cost.saturating_mul(units);
+    let balances = accounts::credits(conn, &new.user_id)?
+        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such user"))?;
+    if balances.available() < required {
+        return Err(ApiError::new(ErrorCode::INSUFFICIENT_CREDITS)
+            .details(json!({"required": required, "available": balances.available()})));
+    }
+    let job = Job {
+        id: new_id(),
+        user_id: new.user_id.clone(),
+        job_type: new.job_type.as_str().to_string(),
+        status: "processing".into(),
+        provider: new.provider.clone(),
+        model: new.model.clone(),
+        payload: new.payload.clone(),
+        result_data: None,
+        result_url: None,
+        error_code: None,
+        error_message: None,
+        unit_cost: new.unit_cost,
+        units_total: units,
+        cost_amount: 0,
+        held_amount: required,
+        trace_id: new.trace_id.clone(),
+        client_job_id: new.client_job_id.clone(),
+        request_hash: new.request_hash.clone(),
+        fe_attempt: new.fe_attempt,
+        duration_ms: None,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    jobs::insert_job(conn, &job)?;
+    for (index, input) in new.units.iter().enumerate() {
+        let task = Task {
+            id: new_id(),
+            job_id: job.id.clone(),
+            user_id: job.user_id.clone(),
+            unit_index: index as i64,
+            provider: job.provider.clone(),
+            status: "queued".into(),
+            attempts: 0,
+            run_after: now,
+            lease_until: None,
+            input: input.clone(),
+            result: None,
+            error_code: None,
+            last_error: None,
+            cost: new.unit_cost,
+        };
+        jobs::insert_task(conn, &task, now)?;
+    }
+    if required > 0 {
+        ledger::record(
+            conn,
+            &NewEntry {
+                user_id: &job.user_id,
+                kind: "hold",
+                amount: required,
+                deltas: Deltas {
+                    held: required,
+                    ..Deltas::default()
+                },
+                job_id: Some(&job.id),
+                reason: Some(job.job_type.as_str()),
+                idempotency_key: &format!("hold:{}", job.id),
+                ..NewEntry::default()
+            },
+            now,
+        )?;
+    }
+    Ok(JobAck {
+        job_id: job.id,
+        replayed: false,
+    })
+}
+
+/// Records how attempt `attempt` of a task ended: success captures its cost, a
+/// retryable failure requeues it with backoff, a final failure releases its cost.
+/// Finishes the job when its last unit ends.
+pub fn settle_attempt(
+    conn: &Connection,
+    task_id: &str,
+    attempt: i64,
+    outcome: &UnitOutcome,
+    policy: &RetryPolicy,
+    jitter: f64,
+) -> Result<Settled, ApiError> {
+    let now = now_ms();
+    let task = jobs::get_task(conn, task_id)?
+        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such task"))?;
+    let stale = Settled {
+        job_id: task.job_id.clone(),
+        applied: false,
+        job_finished: false,
+        retry_at: None,
+    };
+    if task.status != "running" || task.attempts != attempt {
+        return Ok(stale);
+    }
+    let mut retry_at = None;
+    let applied = match policy.next_step(outcome, attempt.max(0) as u32, now, jitter) {
+        NextStep::Succeed => {
+            let result = match outcome {
+                UnitOutcome::Success { result } => result.clone(),
+                _ => Value::Null,
+            };
+            let done = jobs::end_attempt(
+                conn,
+                task_id,
+                attempt,
+                &AttemptEnd {
+                    status: "success",
+                    result: Some(&result),
+                    error: None,
+                    run_after: None,
+                },
+                now,
+            )?;
+            if done {
+                capture(conn, &task, now)?;
+            }
+            done
+        }
+        NextStep::Retry { run_after } => {
+            let (code, message) = outcome_error(outcome);
+            retry_at = Some(run_after);
+            jobs::end_attempt(
+                conn,
+                task_id,
+                attempt,
+                &AttemptEnd {
+                    status: "queued",
+                    result: None,
+                    error: Some((code, &message)),
+                    run_after: Some(run_after),
+                },
+                now,
+            )?
+        }
+        NextStep::Fail { code, message } => {
+            let end = AttemptEnd {
+                status: "failed",
+                result: None,
+                error: Some((code.as_str(), &message)),
+                run_after: None,
+            };
+            let done = jobs::end_attempt(conn, task_id, attempt, &end, now)?;
+            if done {
+                release(conn, &task, now)?;
+            }
+            done
+        }
+    };
+    if !applied {
+        return Ok(stale);
+    }
+    let job_finished = refresh_job(conn, &task.job_id, now)?;
+    Ok(Settled {
+        job_id: task.job_id,
+        applied: true,
+        job_finished,
+        retry_at,
+    })
+}
+
+/// Cancels a job's queued units (releasing their holds); running units finish.
+/// A terminal job is a `CONFLICT`.
+pub fn cancel_job(conn: &Connection, user_id: &str, job_id: &str) -> Result<bool, ApiError> {
+    let now = now_ms();
+    let job = jobs::get_job(conn, job_id)?
+        .filter(|j| j.user_id == user_id)
+        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "job not found"))?;
+    if job.status != "processing" {
+        return Err(ApiError::with_message(
+            ErrorCode::CONFLICT,
+            "the job has already ended",
+        ));
+    }
+    for task in jobs::tasks_of_job(conn, job_id)? {
+        if task.status == "queued" && jobs::cancel_queued_task(conn, &task.id, now)? {
+            release(conn, &task, now)?;
+        }
+    }
+    refresh_job(conn, job_id, now)
+}
+
+fn outcome_error(outcome: &UnitOutcome) -> (&'static str, String) {
+    match outcome {
+        UnitOutcome::Success { .. } => ("", String::new()),
+        UnitOutcome::Retryable { code, message, .. } | UnitOutcome::Permanent { code, message } => {
+            (code.as_str(), message.clone())
+        }
+    }
+}
+
+/// Takes a successful unit's cost out of the buckets (subscription first) and its hold.
+fn capture(conn: &Connection, task: &Task, now: i64) -> Result<(), ApiError> {
+    if task.cost > 0 {
+        let balances = accounts::credits(conn, &task.user_id)?.unwrap_or_default();
+        let from_subscription = task.cost.min(balances.subscription);
+        let from_purchased = task.cost - from_subscription;
+        let bucket = match (from_subscription > 0, from_purchased > 0) {
+            (true, false) => "subscription",
+            (false, true) => "purchased",
+            _ => "mixed",
+        };
+        ledger::record(
+            conn,
+            &NewEntry {
+                user_id: &task.user_id,
+                kind: "capture",
+                amount: task.cost,
+                bucket: Some(bucket),
+                deltas: Deltas {
+                    subscription: -from_subscription,
+                    purchased: -from_purchased,
+                    held: -task.cost,
+                    debt: 0,
+                },
+                job_id: Some(&task.job_id),
+                task_id: Some(&task.id),
+                idempotency_key: &format!("capture:{}", task.id),
+                ..NewEntry::default()
+            },
+            now,
+        )?;
+    }
+    jobs::add_job_money(conn, &task.job_id, task.cost, 0, now)?;
+    Ok(())
+}
+
+/// Gives a failed or cancelled unit's hold back.
+fn release(conn: &Connection, task: &Task, now: i64) -> Result<(), ApiError> {
+    if task.cost > 0 {
+        ledger::record(
+            conn,
+            &NewEntry {
+                user_id: &task.user_id,
+                kind: "release",
+                amount: task.cost,
+                deltas: Deltas {
+                    held: -task.cost,
+                    ..Deltas::default()
+                },
+                job_id: Some(&task.job_id),
+                task_id: Some(&task.id),
+                idempotency_key: &format!("release:{}", task.id),
+                ..NewEntry::default()
+            },
+            now,
+        )?;
+    }
+    jobs::add_job_money(conn, &task.job_id, 0, task.cost, now)?;
+    Ok(())
+}
+
+/// Rewrites the job's result snapshot from its units and finishes it when none is
+/// open. Returns whether the job finished now.
+fn refresh_job(conn: &Connection, job_id: &str, now: i64) -> Result<bool, ApiError> {
+    let job = jobs::get_job(conn, job_id)?
+        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "job not found"))?;
+    let tasks = jobs::tasks_of_job(conn, job_id)?;
+    let (result_data, result_url) = result_snapshot(&job, &tasks);
+    jobs::set_job_result(conn, job_id, &result_data, result_url.as_deref(), now)?;
+    let ended = tasks
+        .iter()
+        .all(|t| matches!(t.status.as_str(), "success" | "failed" | "cancelled"));
+    if !ended || job.status != "processing" {
+        return Ok(false);
+    }
+    let count = |s: &str| tasks.iter().filter(|t| t.status == s).count() as u32;
+    let last_failed = tasks
+        .iter()
+        .filter(|t| t.status == "failed")
+        .max_by_key(|t| t.unit_index);
+    let end = job_end(
+        count("success"),
+        count("failed"),
+        count("cancelled"),
+        last_failed.and_then(|t| t.error_code.as_deref()),
+    );
+    let message = match (end.status, last_failed) {
+        (_, Some(t)) => t.last_error.clone(),
+        ("failed", None) => Some("cancelled".into()),
+        _ => None,
+    };
+    let code = end.error_code.as_deref().filter(|c| *c != "CANCELLED");
+    jobs::finish_job(conn, job_id, end.status, code, message.as_deref(), now)?;
+    Ok(true)
+}
+
+/// `result_data` for a job: the analysis object for ANALYSIS jobs, otherwise progress
+/// `{total, done, failed, units, images}`; plus the first image's URL.
+pub fn result_snapshot(job: &Job, tasks: &[Task]) -> (Value, Option<String>) {
+    if job.job_type == JobType::Analysis.as_str() {
+        if let Some(result) = tasks.iter().find_map(|t| t.result.clone()) {
+            return (result, None);
+        }
+    }
+    let mut images = Vec::new();
+    let mut units = Vec::new();
+    for t in tasks {
+        let mut unit = json!({"unit": t.unit_index, "status": t.status, "attempts": t.attempts});
+        if let Some(result) = &t.result {
+            if let Some(obj) = result.as_object() {
+                for (k, v) in obj {
+                    unit[k] = v.clone();
+                }
+            }
+            if result.get("url").is_some() {
+                images.push(json!({
+                    "url": result["url"], "width": result["width"], "height": result["height"],
+                    "unit": t.unit_index,
+                }));
+            }
+        }
+        if let Some(code) = &t.error_code {
+            unit["error"] = json!({"code": code, "message": t.last_error});
+        }
+        units.push(unit);
+    }
+    let done = tasks.iter().filter(|t| t.status == "success").count();
+    let failed = tasks
+        .iter()
+        .filter(|t| matches!(t.status.as_str(), "failed" | "cancelled"))
+        .count();
+    let first_url = images
+        .first()
+        .and_then(|i| i["url"].as_str())
+        .map(str::to_string);
+    (
+        json!({"total": tasks.len(), "done": done, "failed": failed, "units": units, "images": images}),
+        first_url,
+    )
+}

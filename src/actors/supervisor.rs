@@ -1,0 +1,246 @@
+//! `JobSupervisor`: claims due units, hands them to the providers' generators, records
+//! each outcome through the ledger, retries with backoff, sweeps expired leases and
+//! recovers what a previous process left running.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::broadcast;
+
+use super::generator::GeneratorMsg;
+use super::ledger::LedgerHandle;
+use crate::db::jobs::{self, Task};
+use crate::db::Db;
+use crate::domain::jobs::{JobType, RetryPolicy, UnitOutcome};
+use crate::domain::time::now_ms;
+use crate::domain::ErrorCode;
+use crate::providers::UnitRequest;
+
+/// How often expired leases and due retries are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Messages of the supervisor.
+pub enum SupervisorMsg {
+    /// New work may be due (a job was accepted, a unit ended, a retry is due).
+    Wake,
+    /// Claim and dispatch now (coalesces many `Wake`s into one pass).
+    Dispatch,
+    /// Periodic: requeue expired leases, then dispatch.
+    Sweep,
+    /// A generator finished an attempt.
+    UnitFinished {
+        provider: String,
+        task_id: String,
+        attempt: i64,
+        outcome: UnitOutcome,
+    },
+}
+
+/// A provider as the supervisor sees it.
+pub struct ProviderSlot {
+    pub generator: ActorRef<GeneratorMsg>,
+    pub concurrency: usize,
+    pub timeout: Duration,
+}
+
+/// What the supervisor needs.
+pub struct SupervisorArgs {
+    pub db: Db,
+    pub ledger: LedgerHandle,
+    pub providers: HashMap<String, ProviderSlot>,
+    pub policy: RetryPolicy,
+    /// Job ids are published here after every change (SSE watchers listen).
+    pub events: broadcast::Sender<String>,
+}
+
+/// The actor.
+pub struct JobSupervisor;
+
+/// Its state.
+pub struct SupervisorState {
+    args: SupervisorArgs,
+    in_flight: HashMap<String, usize>,
+    dispatch_scheduled: bool,
+}
+
+impl Actor for JobSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let state = SupervisorState {
+            in_flight: args.providers.keys().map(|k| (k.clone(), 0)).collect(),
+            args,
+            dispatch_scheduled: false,
+        };
+        // Whatever is `running` now was left by a process that died: recover it.
+        recover_expired(&state.args, i64::MAX, "interrupted by a restart").await;
+        myself.send_interval(SWEEP_EVERY, || SupervisorMsg::Sweep);
+        myself.send_message(SupervisorMsg::Wake)?;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Wake => {
+                if !state.dispatch_scheduled {
+                    state.dispatch_scheduled = true;
+                    myself.send_message(SupervisorMsg::Dispatch)?;
+                }
+            }
+            SupervisorMsg::Dispatch => {
+                state.dispatch_scheduled = false;
+                dispatch(&myself, state).await;
+            }
+            SupervisorMsg::Sweep => {
+                recover_expired(&state.args, now_ms(), "lease expired").await;
+                dispatch(&myself, state).await;
+            }
+            SupervisorMsg::UnitFinished {
+                provider,
+                task_id,
+                attempt,
+                outcome,
+            } => {
+                if let Some(n) = state.in_flight.get_mut(&provider) {
+                    *n = n.saturating_sub(1);
+                }
+                let ledger = state.args.ledger.clone();
+                let events = state.args.events.clone();
+                let policy = state.args.policy;
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    match ledger
+                        .settle_attempt(task_id.clone(), attempt, outcome, policy)
+                        .await
+                    {
+                        Ok(settled) => {
+                            if settled.applied {
+                                let _ = events.send(settled.job_id);
+                            }
+                            if let Some(at) = settled.retry_at {
+                                let wait = (at - now_ms()).max(0) as u64;
+                                me.send_after(Duration::from_millis(wait), || SupervisorMsg::Wake);
+                            }
+                        }
+                        Err(err) => {
+                            tracing::error!(%task_id, error = %err, cause = ?err.cause, "could not record a unit's outcome; its lease will expire and it will be retried");
+                        }
+                    }
+                    let _ = me.send_message(SupervisorMsg::Wake);
+                });
+                myself.send_message(SupervisorMsg::Wake)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Claims as many due units as each provider has free slots and dispatches them.
+async fn dispatch(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
+    for (name, slot) in &state.args.providers {
+        let busy = state.in_flight.get(name).copied().unwrap_or(0);
+        let free = slot.concurrency.saturating_sub(busy);
+        if free == 0 {
+            continue;
+        }
+        let lease_ms = slot.timeout.as_millis() as i64 + 30_000;
+        let provider = name.clone();
+        let db = state.args.db.clone();
+        let claimed = tokio::task::spawn_blocking(move || {
+            db.transaction(|conn| {
+                let now = now_ms();
+                let mut claimed = Vec::new();
+                for task in jobs::due_tasks(conn, &provider, now, free as u32)? {
+                    if jobs::claim_task(conn, &task.id, now + lease_ms, now)? {
+                        let model = jobs::get_job(conn, &task.job_id)?
+                            .map(|j| (j.model, j.job_type))
+                            .unwrap_or_default();
+                        claimed.push((task, model));
+                    }
+                }
+                Ok::<_, crate::db::DbError>(claimed)
+            })
+        })
+        .await;
+        let claimed = match claimed {
+            Ok(Ok(claimed)) => claimed,
+            Ok(Err(err)) => {
+                tracing::error!(provider = %name, error = %err, code = %ErrorCode::TASK_CLAIM_FAILED, "claiming units failed");
+                continue;
+            }
+            Err(err) => {
+                tracing::error!(provider = %name, error = %err, "claim task panicked");
+                continue;
+            }
+        };
+        for (task, (model, job_type)) in claimed {
+            *state.in_flight.entry(name.clone()).or_insert(0) += 1;
+            let _ = state.args.events.send(task.job_id.clone());
+            let unit = unit_request(task, model, &job_type);
+            if let Err(err) = slot.generator.send_message(GeneratorMsg::Run {
+                unit,
+                report_to: myself.clone(),
+            }) {
+                tracing::error!(provider = %name, error = %err, "generator unavailable; the unit's lease will expire");
+            }
+        }
+    }
+}
+
+fn unit_request(task: Task, model: String, job_type: &str) -> UnitRequest {
+    UnitRequest {
+        job_type: JobType::parse(job_type).unwrap_or(JobType::ImageGen),
+        provider: task.provider,
+        task_id: task.id,
+        job_id: task.job_id,
+        unit_index: task.unit_index,
+        attempt: task.attempts + 1,
+        model,
+        input: task.input,
+    }
+}
+
+/// Settles every running unit whose lease ended before `now` as a retryable timeout.
+async fn recover_expired(args: &SupervisorArgs, now: i64, why: &str) {
+    let db = args.db.clone();
+    let expired = match db.read(move |conn| jobs::expired_leases(conn, now)).await {
+        Ok(tasks) => tasks,
+        Err(err) => {
+            tracing::error!(error = %err, "could not look for expired leases");
+            return;
+        }
+    };
+    for task in expired {
+        tracing::warn!(task_id = %task.id, attempt = task.attempts, reason = why, "recovering a unit");
+        let outcome = UnitOutcome::Retryable {
+            code: ErrorCode::UPSTREAM_TIMEOUT,
+            message: why.to_string(),
+            retry_after_ms: None,
+        };
+        match args
+            .ledger
+            .settle_attempt(task.id.clone(), task.attempts, outcome, args.policy)
+            .await
+        {
+            Ok(settled) if settled.applied => {
+                let _ = args.events.send(settled.job_id);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::error!(task_id = %task.id, error = %err, "could not recover a unit")
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The offline `local` provider: real image work with the `image` crate and a
+//! deterministic caption for analysis, no network. Knobs (delay, seeded failure rate,
+//! forced failures, tiny output) make it the test and benchmark stand-in for upstreams.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use base64::Engine;
+use image::{imageops, DynamicImage, ImageFormat, Rgba, RgbaImage};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{Provider, UnitRequest};
+use crate::domain::jobs::{output_dimensions, JobType, UnitOutcome};
+use crate::domain::ErrorCode;
+use crate::storage::LocalStorage;
+
+/// Largest decoded input image side, to keep a decompression bomb out.
+const MAX_INPUT_SIDE: u32 = 8192;
+
+/// `[providers.local]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Units run at once.
+    pub concurrency: u32,
+    /// Longest a unit may take, in seconds.
+    pub timeout_secs: u64,
+    /// Sleep before each unit, in milliseconds (simulates upstream latency).
+    pub delay_ms: u64,
+    /// Share of attempts that fail, 0.0..=1.0, decided by a hash of the seed, task and attempt.
+    pub fail_rate: f64,
+    /// `retryable` or `permanent`: how the failures above (and forced ones) fail.
+    pub fail_kind: String,
+    /// Seed of the failure decision.
+    pub seed: u64,
+    /// A unit whose prompt or image reference contains this text fails (tests).
+    pub fail_marker: Option<String>,
+    /// Produce 16-px-long-side images instead of real sizes (queue benchmarks).
+    pub tiny_output: bool,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            concurrency: 4,
+            timeout_secs: 120,
+            delay_ms: 0,
+            fail_rate: 0.0,
+            fail_kind: "retryable".into(),
+            seed: 0,
+            fail_marker: None,
+            tiny_output: false,
+        }
+    }
+}
+
+/// The offline provider.
+pub struct LocalProvider {
+    config: LocalConfig,
+    storage: LocalStorage,
+}
+
+impl LocalProvider {
+    pub fn new(config: LocalConfig, storage: LocalStorage) -> Self {
+        LocalProvider { config, storage }
+    }
+
+    fn failure(&self, message: String) -> UnitOutcome {
+        if self.config.fail_kind == "permanent" {
+            UnitOutcome::Permanent {
+                code: ErrorCode::UPSTREAM_ERROR,
+                message,
+            }
+        } else {
+            UnitOutcome::Retryable {
+                code: ErrorCode::UPSTREAM_ERROR,
+                message,
+                retry_after_ms: None,
+            }
+        }
+    }
+
+    /// Deterministic in (seed, task, attempt): the same run fails the same way.
+    fn should_fail(&self, unit: &UnitRequest) -> bool {
+        if self.config.fail_rate <= 0.0 {
+            return false;
+        }
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.config.seed, &unit.task_id, unit.attempt).hash(&mut h);
+        (h.finish() % 10_000) as f64 / 10_000.0 < self.config.fail_rate
+    }
+
+    fn forced_failure(&self, unit: &UnitRequest) -> bool {
+        self.config
+            .fail_marker
+            .as_deref()
+            .is_some_and(|marker| unit.input.to_string().contains(marker))
+    }
+
+    fn analysis(&self, unit: &UnitRequest) -> UnitOutcome {
+        let hint = unit.input["requirements"].as_str().unwrap_or("product");
+        UnitOutcome::Success {
+            result: json!({
+                "product_name": format!("Studio product ({hint})"),
+                "category": "general merchandise",
+                "selling_points": ["clean design", "everyday use", "gift-ready packaging"],
+                "materials": ["unknown"],
+                "colors": ["as photographed"],
+                "style": "minimal studio",
+                "design_specs": {"background": "white", "lighting": "soft box"},
+                "image_prompts_seed": [
+                    "the product centred on a seamless white background, soft shadow",
+                    "the product on a light gradient backdrop, three-quarter view"
+                ],
+                "source": "local",
+            }),
+        }
+    }
+
+    fn image(&self, unit: &UnitRequest) -> UnitOutcome {
+        let ratio = unit.input["aspect_ratio"].as_str().unwrap_or("1:1");
+        let size = unit.input["image_size"].as_str().unwrap_or("1K");
+        let Some((mut width, mut height)) = output_dimensions(ratio, size) else {
+            return UnitOutcome::Permanent {
+                code: ErrorCode::MODEL_RATIO_UNSUPPORTED,
+                message: format!("cannot make a {size} image at {ratio}"),
+            };
+        };
+        if self.config.tiny_output {
+            let scale = 16.0 / width.max(height) as f64;
+            width = ((width as f64 * scale).round() as u32).max(1);
+            height = ((height as f64 * scale).round() as u32).max(1);
+        }
+        let product = match unit.input["product_image"].as_str() {
+            Some(reference) if !reference.is_empty() => match self.load_image(reference) {
+                Ok(img) => Some(img),
+                Err(outcome) => return *outcome,
+            },
+            _ => None,
+        };
+        let white = unit.input["background"].as_str() != Some("gradient");
+        let canvas = compose(width, height, product.as_ref(), white);
+        let mut png = Vec::new();
+        if let Err(e) = canvas.write_to(&mut Cursor::new(&mut png), ImageFormat::Png) {
+            return UnitOutcome::Permanent {
+                code: ErrorCode::UPSTREAM_ERROR,
+                message: format!("png encoding failed: {e}"),
+            };
+        }
+        let key = format!("{}/{}-{}.png", unit.job_id, unit.unit_index, unit.attempt);
+        if let Err(e) = self.storage.put("generated", &key, &png) {
+            return UnitOutcome::Retryable {
+                code: ErrorCode::UPSTREAM_ERROR,
+                message: format!("could not store the image: {e}"),
+                retry_after_ms: None,
+            };
+        }
+        UnitOutcome::Success {
+            result: json!({
+                "url": self.storage.url_for("generated", &key),
+                "width": width,
+                "height": height,
+                "bytes": png.len(),
+            }),
+        }
+    }
+
+    /// Reads an input image from a data URI or a storage reference (no network here).
+    fn load_image(&self, reference: &str) -> Result<DynamicImage, Box<UnitOutcome>> {
+        let missing = |reason: String| {
+            Box::new(UnitOutcome::Permanent {
+                code: ErrorCode::IMAGE_INPUT_SOURCE_MISSING,
+                message: format!("the input image could not be read: {reason}"),
+            })
+        };
+        let bytes = if let Some(data) = reference.strip_prefix("data:") {
+            let (_, b64) = data
+                .split_once(";base64,")
+                .ok_or_else(|| missing("not a base64 data URI".into()))?;
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| missing(format!("bad base64: {e}")))?
+        } else if let Some((bucket, key)) = LocalStorage::parse_reference(reference) {
+            self.storage
+                .get(&bucket, &key)
+                .map_err(|e| missing(e.to_string()))?
+        } else {
+            return Err(missing(
+                "remote URLs are not fetched by the local provider".into(),
+            ));
+        };
+        let reader = image::ImageReader::new(Cursor::new(&bytes))
+            .with_guessed_format()
+            .map_err(|e| missing(e.to_string()))?;
+        let (w, h) = reader
+            .into_dimensions()
+            .map_err(|e| missing(format!("not a png or jpeg image: {e}")))?;
+        if w > MAX_INPUT_SIDE || h > MAX_INPUT_SIDE {
+            return Err(Box::new(UnitOutcome::Permanent {
+                code: ErrorCode::IMAGE_INPUT_TOO_LARGE,
+                message: format!(
+                    "input image is {w}×{h}; the limit is {MAX_INPUT_SIDE} px per side"
+                ),
+            }));
+        }
+        image::load_from_memory(&bytes).map_err(|e| missing(e.to_string()))
+    }
+}
+
+/// A canvas (white, or a light vertical gradient) with the product fitted to 80 %
+/// of it and centred.
+fn compose(width: u32, height: u32, product: Option<&DynamicImage>, white: bool) -> RgbaImage {
+    let mut canvas = RgbaImage::from_fn(width, height, |_, y| {
+        if white {
+            Rgba([255, 255, 255, 255])
+        } else {
+            let t = y as f32 / height.max(1) as f32;
+            let c = (250.0 - 40.0 * t) as u8;
+            Rgba([c, c, 255, 255])
+        }
+    });
+    if let Some(product) = product {
+        let max_w = (width as f32 * 0.8).max(1.0) as u32;
+        let max_h = (height as f32 * 0.8).max(1.0) as u32;
+        let fitted = product
+            .resize(max_w, max_h, imageops::FilterType::Triangle)
+            .to_rgba8();
+        let x = (width - fitted.width()) / 2;
+        let y = (height - fitted.height()) / 2;
+        imageops::overlay(&mut canvas, &fitted, i64::from(x), i64::from(y));
+    }
+    canvas
+}
+
+impl Provider for LocalProvider {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn run_unit(&self, unit: &UnitRequest) -> UnitOutcome {
+        if self.config.delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(self.config.delay_ms));
+        }
+        if self.forced_failure(unit) {
+            return self.failure("forced failure (fail_marker)".into());
+        }
+        if self.should_fail(unit) {
+            return self.failure(format!(
+                "simulated failure (fail_rate {})",
+                self.config.fail_rate
+            ));
+        }
+        match unit.job_type {
+            JobType::Analysis => self.analysis(unit),
+            JobType::ImageGen | JobType::StyleReplicate => self.image(unit),
+        }
+    }
+}
+
+/// Text the local provider "writes" for prompt streaming: deterministic, in chunks.
+pub fn prompt_chunks(analysis: &Value, count: usize) -> Vec<String> {
+    let name = analysis["product_name"].as_str().unwrap_or("the product");
+    (1..=count.max(1))
+        .map(|i| format!("Prompt {i}: {name}, centred, soft studio light, clean background.\n"))
+        .collect()
+}

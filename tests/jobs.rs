@@ -1,0 +1,299 @@
+//! The money-and-jobs core over HTTP with the offline `local` provider: holds, captures,
+//! releases, retries, idempotency and concurrency, checked against the ledger.
+
+mod common;
+
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use atelier::db::ledger;
+use base64::Engine;
+use common::{json_with_status, spawn_app_with, TestApp};
+use serde_json::{json, Value};
+
+/// A small real PNG as a data URI (the seller's product photo).
+fn product_png() -> String {
+    let img = image::RgbaImage::from_pixel(40, 30, image::Rgba([200, 30, 30, 255]));
+    let mut bytes = Vec::new();
+    img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+fn image_body(count: i64, ratio: &str) -> Value {
+    json!({"model": "local", "prompt": "a red box on white", "productImage": product_png(),
+           "imageCount": count, "aspectRatio": ratio})
+}
+
+async fn wait_terminal(app: &TestApp, token: &str, job_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = json_with_status(
+            app.get(&format!("/v1/jobs/{job_id}"), Some(token)).await,
+            200,
+        )
+        .await;
+        if job["status"] != "processing" {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job never finished: {job}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn credits(app: &TestApp, token: &str) -> Value {
+    json_with_status(app.get("/v1/me", Some(token)).await, 200).await["credits"].clone()
+}
+
+/// Every account equals the sum of its ledger rows, and every job its tasks.
+fn assert_audit_clean(app: &TestApp) {
+    let db = &app.running.as_ref().unwrap().state.db;
+    for (user, from_ledger, stored) in db.with_conn(ledger::recompute_all).unwrap() {
+        assert_eq!(
+            from_ledger, stored,
+            "account {user} disagrees with its ledger"
+        );
+        assert!(stored.available() >= 0);
+    }
+    let problems = db.with_conn(atelier::db::jobs::audit_jobs).unwrap();
+    assert!(problems.is_empty(), "job audit: {problems:?}");
+}
+
+/// Three units at 16:9 become three real 1024×576 PNGs; three credits captured.
+#[tokio::test]
+async fn image_job_produces_real_pngs_and_captures_each_unit() {
+    let app = spawn_app_with(|_| {}).await;
+    let user = app.new_user().await;
+    let ack = json_with_status(
+        app.post_json(
+            "/functions/v1/generate-image",
+            Some(&user.access_token),
+            &image_body(3, "16:9"),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(ack["status"], "processing");
+    let job = wait_terminal(&app, &user.access_token, ack["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "success", "{job}");
+    assert_eq!(job["cost_amount"], 3);
+    assert_eq!(job["held_amount"], 0);
+    assert_eq!(job["units"]["succeeded"], 3);
+    let images = job["result_data"]["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3);
+    for img in images {
+        let bytes = app
+            .client
+            .get(app.url(img["url"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bytes.headers()["content-type"], "image/png");
+        let decoded = image::load_from_memory(&bytes.bytes().await.unwrap()).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (1024, 576));
+    }
+    assert_eq!(
+        credits(&app, &user.access_token).await,
+        json!({"subscription": 0, "purchased": 27, "held": 0, "available": 27})
+    );
+    let ledger = json_with_status(app.get("/v1/ledger", Some(&user.access_token)).await, 200).await;
+    let kinds: Vec<&str> = ledger["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["capture", "capture", "capture", "hold", "grant"]
+    );
+    assert_audit_clean(&app);
+    app.stop().await;
+}
+
+/// 200 concurrent one-unit jobs against 30 credits: exactly 30 accepted, the rest 402.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_jobs_never_overspend() {
+    let app = spawn_app_with(|c| c.providers.local.tiny_output = true).await;
+    let user = app.new_user().await;
+    let body = image_body(1, "1:1");
+    let mut handles = Vec::new();
+    for _ in 0..200 {
+        let (client, url, token, body) = (
+            app.client.clone(),
+            app.url("/functions/v1/generate-image"),
+            user.access_token.clone(),
+            body.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let res = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap())
+        }));
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    for h in handles {
+        let (status, body) = h.await.unwrap();
+        match status {
+            200 => accepted += 1,
+            402 => {
+                refused += 1;
+                assert_eq!(body["error"]["code"], "INSUFFICIENT_CREDITS");
+                assert_eq!(body["error"]["details"]["required"], 1);
+                assert_eq!(body["error"]["details"]["available"], 0);
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((accepted, refused), (30, 170));
+    assert!(credits(&app, &user.access_token).await["available"] == 0);
+    assert_audit_clean(&app);
+    app.stop().await;
+}
+
+/// A provider that always fails retryably: three attempts, then failed and released.
+#[tokio::test]
+async fn retryable_failures_use_three_attempts_then_release() {
+    let app = spawn_app_with(|c| {
+        c.providers.local.fail_rate = 1.0;
+        c.queue.backoff_base_ms = 10;
+    })
+    .await;
+    let user = app.new_user().await;
+    let ack = json_with_status(
+        app.post_json(
+            "/functions/v1/generate-image",
+            Some(&user.access_token),
+            &image_body(2, "1:1"),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let job = wait_terminal(&app, &user.access_token, ack["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error_code"], "UPSTREAM_ERROR");
+    assert_eq!(job["cost_amount"], 0);
+    for unit in job["result_data"]["units"].as_array().unwrap() {
+        assert_eq!(unit["attempts"], 3, "{unit}");
+    }
+    assert_eq!(credits(&app, &user.access_token).await["available"], 30);
+    assert_audit_clean(&app);
+    app.stop().await;
+}
+
+/// A permanent failure is tried once.
+#[tokio::test]
+async fn permanent_failure_is_tried_once() {
+    let app = spawn_app_with(|c| {
+        c.providers.local.fail_rate = 1.0;
+        c.providers.local.fail_kind = "permanent".into();
+    })
+    .await;
+    let user = app.new_user().await;
+    let ack = json_with_status(
+        app.post_json(
+            "/functions/v1/generate-image",
+            Some(&user.access_token),
+            &image_body(1, "1:1"),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let job = wait_terminal(&app, &user.access_token, ack["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["result_data"]["units"][0]["attempts"], 1);
+    assert_eq!(credits(&app, &user.access_token).await["held"], 0);
+    assert_audit_clean(&app);
+    app.stop().await;
+}
+
+/// The same client_job_id gives the same job and one hold; another body is a 409.
+#[tokio::test]
+async fn client_job_id_is_idempotent() {
+    let app = spawn_app_with(|c| c.providers.local.tiny_output = true).await;
+    let user = app.new_user().await;
+    let mut body = image_body(2, "1:1");
+    body["client_job_id"] = json!("order-42");
+    let first = json_with_status(
+        app.post_json(
+            "/functions/v1/generate-image",
+            Some(&user.access_token),
+            &body,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let again = json_with_status(
+        app.post_json(
+            "/functions/v1/generate-image",
+            Some(&user.access_token),
+            &body,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(first["job_id"], again["job_id"]);
+    body["imageCount"] = json!(3);
+    let res = app
+        .post_json(
+            "/functions/v1/generate-image",
+            Some(&user.access_token),
+            &body,
+        )
+        .await;
+    common::assert_envelope(res, 409, "CONFLICT").await;
+    let ledger = json_with_status(app.get("/v1/ledger", Some(&user.access_token)).await, 200).await;
+    let holds = ledger["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "hold")
+        .count();
+    assert_eq!(holds, 1);
+    wait_terminal(&app, &user.access_token, first["job_id"].as_str().unwrap()).await;
+    assert_audit_clean(&app);
+    app.stop().await;
+}
+
+/// Another user's job is a 404; a bad page limit is a 400.
+#[tokio::test]
+async fn jobs_are_private() {
+    let app = spawn_app_with(|c| c.providers.local.tiny_output = true).await;
+    let (a, b) = (app.new_user().await, app.new_user().await);
+    let ack = json_with_status(
+        app.post_json(
+            "/functions/v1/generate-image",
+            Some(&a.access_token),
+            &image_body(1, "1:1"),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let res = app
+        .get(
+            &format!("/v1/jobs/{}", ack["job_id"].as_str().unwrap()),
+            Some(&b.access_token),
+        )
+        .await;
+    common::assert_envelope(res, 404, "NOT_FOUND").await;
+    let res = app.get("/v1/jobs?limit=0", Some(&a.access_token)).await;
+    common::assert_envelope(res, 400, "BAD_REQUEST").await;
+    let list = json_with_status(app.get("/v1/jobs", Some(&b.access_token)).await, 200).await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
+    app.stop().await;
+}
