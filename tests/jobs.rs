@@ -44,6 +44,16 @@ async fn wait_terminal(app: &TestApp, token: &str, job_id: &str) -> Value {
     }
 }
 
+/// Submits a generate-image body and returns the 200 ack.
+async fn submit(app: &TestApp, token: &str, body: &Value) -> Value {
+    json_with_status(
+        app.post_json("/functions/v1/generate-image", Some(token), body)
+            .await,
+        200,
+    )
+    .await
+}
+
 async fn credits(app: &TestApp, token: &str) -> Value {
     json_with_status(app.get("/v1/me", Some(token)).await, 200).await["credits"].clone()
 }
@@ -67,16 +77,7 @@ fn assert_audit_clean(app: &TestApp) {
 async fn image_job_produces_real_pngs_and_captures_each_unit() {
     let app = spawn_app_with(|_| {}).await;
     let user = app.new_user().await;
-    let ack = json_with_status(
-        app.post_json(
-            "/functions/v1/generate-image",
-            Some(&user.access_token),
-            &image_body(3, "16:9"),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let ack = submit(&app, &user.access_token, &image_body(3, "16:9")).await;
     assert_eq!(ack["status"], "processing");
     let job = wait_terminal(&app, &user.access_token, ack["job_id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "success", "{job}");
@@ -170,16 +171,7 @@ async fn retryable_failures_use_three_attempts_then_release() {
     })
     .await;
     let user = app.new_user().await;
-    let ack = json_with_status(
-        app.post_json(
-            "/functions/v1/generate-image",
-            Some(&user.access_token),
-            &image_body(2, "1:1"),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let ack = submit(&app, &user.access_token, &image_body(2, "1:1")).await;
     let job = wait_terminal(&app, &user.access_token, ack["job_id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "failed");
     assert_eq!(job["error_code"], "UPSTREAM_ERROR");
@@ -201,16 +193,7 @@ async fn permanent_failure_is_tried_once() {
     })
     .await;
     let user = app.new_user().await;
-    let ack = json_with_status(
-        app.post_json(
-            "/functions/v1/generate-image",
-            Some(&user.access_token),
-            &image_body(1, "1:1"),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let ack = submit(&app, &user.access_token, &image_body(1, "1:1")).await;
     let job = wait_terminal(&app, &user.access_token, ack["job_id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "failed");
     assert_eq!(job["result_data"]["units"][0]["attempts"], 1);
@@ -226,26 +209,8 @@ async fn client_job_id_is_idempotent() {
     let user = app.new_user().await;
     let mut body = image_body(2, "1:1");
     body["client_job_id"] = json!("order-42");
-    let first = json_with_status(
-        app.post_json(
-            "/functions/v1/generate-image",
-            Some(&user.access_token),
-            &body,
-        )
-        .await,
-        200,
-    )
-    .await;
-    let again = json_with_status(
-        app.post_json(
-            "/functions/v1/generate-image",
-            Some(&user.access_token),
-            &body,
-        )
-        .await,
-        200,
-    )
-    .await;
+    let first = submit(&app, &user.access_token, &body).await;
+    let again = submit(&app, &user.access_token, &body).await;
     assert_eq!(first["job_id"], again["job_id"]);
     body["imageCount"] = json!(3);
     let res = app
@@ -274,16 +239,7 @@ async fn client_job_id_is_idempotent() {
 async fn jobs_are_private() {
     let app = spawn_app_with(|c| c.providers.local.tiny_output = true).await;
     let (a, b) = (app.new_user().await, app.new_user().await);
-    let ack = json_with_status(
-        app.post_json(
-            "/functions/v1/generate-image",
-            Some(&a.access_token),
-            &image_body(1, "1:1"),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let ack = submit(&app, &a.access_token, &image_body(1, "1:1")).await;
     let res = app
         .get(
             &format!("/v1/jobs/{}", ack["job_id"].as_str().unwrap()),

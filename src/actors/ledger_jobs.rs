@@ -367,8 +367,14 @@ fn refresh_job(conn: &Connection, job_id: &str, now: i64) -> Result<bool, ApiErr
         ("failed", None) => Some("cancelled".into()),
         _ => None,
     };
-    let code = end.error_code.as_deref().filter(|c| *c != "CANCELLED");
-    jobs::finish_job(conn, job_id, end.status, code, message.as_deref(), now)?;
+    jobs::finish_job(
+        conn,
+        job_id,
+        end.status,
+        end.error_code.as_deref(),
+        message.as_deref(),
+        now,
+    )?;
     Ok(true)
 }
 

@@ -44,13 +44,6 @@ pub struct UnitCounts {
     pub cancelled: u32,
 }
 
-impl UnitCounts {
-    /// No unit is waiting or running.
-    pub fn all_ended(&self) -> bool {
-        self.queued == 0 && self.running == 0
-    }
-}
-
 /// A task row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {

@@ -129,9 +129,9 @@ pub struct JobEnd {
     pub error_code: Option<String>,
 }
 
-/// Success if at least one unit succeeded (`BATCH_PARTIAL_FAILED` when some failed);
-/// failed otherwise, with the last failed unit's code (`CONFLICT`-free: a cancelled job
-/// with no success fails as cancelled).
+/// Success if at least one unit succeeded (`BATCH_PARTIAL_FAILED` when some failed or
+/// were cancelled); failed otherwise, with the last failed unit's code — none when every
+/// unit was cancelled, `UPSTREAM_ERROR` when a failure left no code.
 pub fn job_end(succeeded: u32, failed: u32, cancelled: u32, last_error: Option<&str>) -> JobEnd {
     if succeeded > 0 {
         JobEnd {
@@ -142,13 +142,11 @@ pub fn job_end(succeeded: u32, failed: u32, cancelled: u32, last_error: Option<&
     } else {
         JobEnd {
             status: "failed",
-            error_code: Some(last_error.map(str::to_string).unwrap_or_else(|| {
-                if cancelled > 0 {
-                    "CANCELLED".into()
-                } else {
-                    ErrorCode::UPSTREAM_ERROR.as_str().into()
-                }
-            })),
+            error_code: match last_error {
+                Some(code) => Some(code.to_string()),
+                None if failed == 0 && cancelled > 0 => None,
+                None => Some(ErrorCode::UPSTREAM_ERROR.as_str().to_string()),
+            },
         }
     }
 }
@@ -244,6 +242,13 @@ mod tests {
         assert_eq!(
             job_end(3, 2, 0, Some("X")).error_code.as_deref(),
             Some("BATCH_PARTIAL_FAILED")
+        );
+        assert_eq!(
+            job_end(0, 0, 3, None),
+            JobEnd {
+                status: "failed",
+                error_code: None
+            }
         );
         assert_eq!(
             job_end(0, 2, 0, Some("UPSTREAM_TIMEOUT")),

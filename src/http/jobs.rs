@@ -170,25 +170,31 @@ fn request_hash(body: &Value) -> String {
 async fn get_job(state: State, id: String, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
-        let found = state
-            .db
-            .read(move |conn| {
-                let Some(job) = jobs::get_job(conn, &id)? else {
-                    return Ok(None);
-                };
-                let counts = jobs::unit_counts(conn, &id)?;
-                Ok(Some((job, counts)))
-            })
-            .await?;
-        match found {
-            Some((job, counts)) if job.user_id == user.id => Ok(job_json(&job, &counts)),
-            _ => Err(ApiError::with_message(
-                ErrorCode::NOT_FOUND,
-                "job not found",
-            )),
-        }
+        owned_job_json(&state, user.id, id).await
     };
     reply::result(result.await)
+}
+
+/// A job of `user_id` with its unit counts, as JSON; another user's job is `NOT_FOUND`.
+async fn owned_job_json(state: &State, user_id: String, id: String) -> Result<Value, ApiError> {
+    let found = state
+        .db
+        .read(move |conn| {
+            let Some(job) = jobs::get_job(conn, &id)?.filter(|j| j.user_id == user_id) else {
+                return Ok(None);
+            };
+            let counts = jobs::unit_counts(conn, &id)?;
+            Ok(Some(job_json(&job, &counts)))
+        })
+        .await?;
+    found.ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "job not found"))
+}
+
+/// The `next` cursor of a page: the last id when the page is full.
+fn next_cursor(page_len: usize, limit: u32, last_id: Option<&String>) -> Option<String> {
+    (page_len as u32 == limit)
+        .then(|| last_id.cloned())
+        .flatten()
 }
 
 async fn list_jobs(state: State, query: HashMap<String, String>, req: Request) -> Response {
@@ -217,9 +223,7 @@ async fn list_jobs(state: State, query: HashMap<String, String>, req: Request) -
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;
-        let next = (list.len() as u32 == limit)
-            .then(|| list.last().map(|(j, _)| j.id.clone()))
-            .flatten();
+        let next = next_cursor(list.len(), limit, list.last().map(|(j, _)| &j.id));
         let jobs: Vec<Value> = list.iter().map(|(j, c)| job_json(j, c)).collect();
         Ok(json!({"jobs": jobs, "next": next}))
     };
@@ -229,19 +233,9 @@ async fn list_jobs(state: State, query: HashMap<String, String>, req: Request) -
 async fn cancel_job(state: State, id: String, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
-        state.ledger.cancel_job(user.id, id.clone()).await?;
+        state.ledger.cancel_job(user.id.clone(), id.clone()).await?;
         let _ = state.job_events.send(id.clone());
-        let found = state
-            .db
-            .read(move |conn| Ok((jobs::get_job(conn, &id)?, jobs::unit_counts(conn, &id)?)))
-            .await?;
-        match found {
-            (Some(job), counts) => Ok(job_json(&job, &counts)),
-            _ => Err(ApiError::with_message(
-                ErrorCode::NOT_FOUND,
-                "job not found",
-            )),
-        }
+        owned_job_json(&state, user.id, id).await
     };
     reply::result(result.await)
 }
@@ -255,9 +249,7 @@ async fn list_ledger(state: State, query: HashMap<String, String>, req: Request)
             .db
             .read(move |conn| ledger::list_for_user(conn, &user.id, limit, before.as_deref()))
             .await?;
-        let next = (entries.len() as u32 == limit)
-            .then(|| entries.last().map(|e| e.id.clone()))
-            .flatten();
+        let next = next_cursor(entries.len(), limit, entries.last().map(|e| &e.id));
         let entries: Vec<Value> = entries
             .iter()
             .map(|e| {
