@@ -159,3 +159,11 @@ CREATE TABLE generation_tasks (
 );
 CREATE INDEX generation_tasks_queue ON generation_tasks(provider, run_after) WHERE status = 'queued';
 CREATE INDEX generation_tasks_running ON generation_tasks(lease_until) WHERE status = 'running';
+
+-- migration: 3
+-- Per-user limits are counted at job creation; the snapshot of a processing job is
+-- written at most once a second.
+CREATE INDEX generation_jobs_user_created ON generation_jobs(user_id, created_at);
+CREATE INDEX generation_jobs_user_active ON generation_jobs(user_id, type)
+    WHERE status = 'processing';
+ALTER TABLE generation_jobs ADD COLUMN snapshot_at INTEGER;

@@ -141,6 +141,9 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             if shown.auth.anon_key.is_some() {
                 shown.auth.anon_key = Some("<hidden>".into());
             }
+            if shown.queue.worker_secret.is_some() {
+                shown.queue.worker_secret = Some("<hidden>".into());
+            }
             let text = toml::to_string_pretty(&shown).map_err(|e| fail(e.to_string()))?;
             println!("# configuration is valid\n{text}");
             Ok(())

@@ -23,6 +23,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub billing: BillingConfig,
     pub queue: QueueConfig,
+    pub limits: LimitsConfig,
     pub providers: ProvidersConfig,
     pub log: LogConfig,
 }
@@ -35,6 +36,8 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     /// First retry delay in milliseconds; doubles each attempt (plus jitter).
     pub backoff_base_ms: u64,
+    /// Shared secret an external worker sends as `x-worker-secret` to nudge any job.
+    pub worker_secret: Option<String>,
 }
 
 impl Default for QueueConfig {
@@ -42,8 +45,74 @@ impl Default for QueueConfig {
         QueueConfig {
             max_attempts: 3,
             backoff_base_ms: 2000,
+            worker_secret: None,
         }
     }
+}
+
+/// `[limits]`: per-user limits on job creation and input sizes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Jobs a user may have processing at once, per type.
+    pub active_jobs_analysis: u32,
+    pub active_jobs_image_gen: u32,
+    pub active_jobs_style_replicate: u32,
+    /// Job creations (and prompt streams) per user per minute.
+    pub job_creations_per_minute: u32,
+    /// Analysis jobs per user per UTC day.
+    pub daily_analysis: u32,
+    /// Largest decoded input image in bytes.
+    pub image_max_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            active_jobs_analysis: 4,
+            active_jobs_image_gen: 8,
+            active_jobs_style_replicate: 4,
+            job_creations_per_minute: 10,
+            daily_analysis: 50,
+            image_max_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits that apply when a job of `job_type` is created.
+    pub fn for_job(&self, job_type: crate::domain::jobs::JobType) -> JobLimits {
+        use crate::domain::jobs::JobType;
+        JobLimits {
+            active: match job_type {
+                JobType::Analysis => self.active_jobs_analysis,
+                JobType::ImageGen => self.active_jobs_image_gen,
+                JobType::StyleReplicate => self.active_jobs_style_replicate,
+            },
+            per_minute: self.job_creations_per_minute,
+            per_day: (job_type == JobType::Analysis).then_some(self.daily_analysis),
+        }
+    }
+}
+
+/// The limits checked, atomically with the hold, when one job is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    /// Processing jobs of this type the user may have.
+    pub active: u32,
+    /// Jobs of any type the user may create per minute.
+    pub per_minute: u32,
+    /// Jobs of this type per UTC day, if limited.
+    pub per_day: Option<u32>,
+}
+
+impl JobLimits {
+    /// No limits (operator tools, tests of other rules).
+    pub const NONE: JobLimits = JobLimits {
+        active: u32::MAX,
+        per_minute: u32::MAX,
+        per_day: None,
+    };
 }
 
 /// `[providers.*]`: the upstreams.
@@ -267,6 +336,25 @@ impl Config {
         }
         if self.queue.max_attempts == 0 {
             return bad("queue.max_attempts", "must be at least 1");
+        }
+        if self
+            .queue
+            .worker_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 16)
+        {
+            return bad("queue.worker_secret", "must be at least 16 bytes long");
+        }
+        let limits = &self.limits;
+        if [
+            limits.active_jobs_analysis,
+            limits.active_jobs_image_gen,
+            limits.active_jobs_style_replicate,
+            limits.job_creations_per_minute,
+        ]
+        .contains(&0)
+        {
+            return bad("limits", "job limits must be at least 1");
         }
         let local = &self.providers.local;
         if !(0.0..=1.0).contains(&local.fail_rate) {

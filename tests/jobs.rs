@@ -119,7 +119,11 @@ async fn image_job_produces_real_pngs_and_captures_each_unit() {
 /// 200 concurrent one-unit jobs against 30 credits: exactly 30 accepted, the rest 402.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_jobs_never_overspend() {
-    let app = spawn_app_with(|c| c.providers.local.tiny_output = true).await;
+    let app = spawn_app_with(|c| {
+        c.providers.local.tiny_output = true;
+        common::unlimited(c);
+    })
+    .await;
     let user = app.new_user().await;
     let body = image_body(1, "1:1");
     let mut handles = Vec::new();
@@ -251,5 +255,166 @@ async fn jobs_are_private() {
     common::assert_envelope(res, 400, "BAD_REQUEST").await;
     let list = json_with_status(app.get("/v1/jobs", Some(&b.access_token)).await, 200).await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
+    app.stop().await;
+}
+
+/// Five units, two of which always fail: the job succeeds with `BATCH_PARTIAL_FAILED`,
+/// three units are captured and two released.
+#[tokio::test]
+async fn partly_failed_job_captures_only_its_successful_units() {
+    let app = spawn_app_with(|c| {
+        c.providers.local.tiny_output = true;
+        c.providers.local.fail_units = vec![1, 3];
+        c.providers.local.fail_kind = "permanent".into();
+    })
+    .await;
+    let user = app.new_user().await;
+    let ack = submit(&app, &user.access_token, &image_body(5, "1:1")).await;
+    let job = wait_terminal(&app, &user.access_token, ack["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "success", "{job}");
+    assert_eq!(job["error_code"], "BATCH_PARTIAL_FAILED");
+    assert_eq!(job["cost_amount"], 3);
+    assert_eq!(job["held_amount"], 0);
+    assert_eq!(job["units"]["succeeded"], 3);
+    assert_eq!(job["units"]["failed"], 2);
+    let units = job["result_data"]["units"].as_array().unwrap();
+    let failed: Vec<i64> = units
+        .iter()
+        .filter(|u| u["status"] == "failed")
+        .map(|u| u["unit"].as_i64().unwrap())
+        .collect();
+    assert_eq!(failed, vec![1, 3]);
+    assert_eq!(units[1]["error"]["code"], "UPSTREAM_ERROR");
+    assert_eq!(job["result_data"]["images"].as_array().unwrap().len(), 3);
+    let ledger = json_with_status(app.get("/v1/ledger", Some(&user.access_token)).await, 200).await;
+    let count = |kind: &str| {
+        ledger["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .count()
+    };
+    assert_eq!(
+        (count("hold"), count("capture"), count("release")),
+        (1, 3, 2)
+    );
+    assert_eq!(credits(&app, &user.access_token).await["available"], 27);
+    assert_audit_clean(&app);
+    app.stop().await;
+}
+
+/// Cancelling releases the queued units; a running unit finishes; cancelling a terminal
+/// job is a 409.
+#[tokio::test]
+async fn cancel_releases_queued_units() {
+    let app = spawn_app_with(|c| {
+        c.providers.local.tiny_output = true;
+        c.providers.local.delay_ms = 400;
+        c.providers.local.concurrency = 1;
+    })
+    .await;
+    let user = app.new_user().await;
+    let ack = submit(&app, &user.access_token, &image_body(4, "1:1")).await;
+    let id = ack["job_id"].as_str().unwrap();
+    let cancelled = json_with_status(
+        app.post_json(
+            &format!("/v1/jobs/{id}/cancel"),
+            Some(&user.access_token),
+            &json!({}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(
+        cancelled["units"]["cancelled"].as_u64().unwrap() >= 3,
+        "{cancelled}"
+    );
+    let job = wait_terminal(&app, &user.access_token, id).await;
+    let succeeded = job["units"]["succeeded"].as_i64().unwrap();
+    assert!(succeeded <= 1, "{job}");
+    assert_eq!(job["cost_amount"], succeeded);
+    assert_eq!(job["held_amount"], 0);
+    assert_eq!(
+        credits(&app, &user.access_token).await["available"],
+        30 - succeeded
+    );
+    let res = app
+        .post_json(
+            &format!("/v1/jobs/{id}/cancel"),
+            Some(&user.access_token),
+            &json!({}),
+        )
+        .await;
+    common::assert_envelope(res, 409, "CONFLICT").await;
+    let other = app.new_user().await;
+    let res = app
+        .post_json(
+            &format!("/v1/jobs/{id}/cancel"),
+            Some(&other.access_token),
+            &json!({}),
+        )
+        .await;
+    common::assert_envelope(res, 404, "NOT_FOUND").await;
+    assert_audit_clean(&app);
+    app.stop().await;
+}
+
+/// Per-type active job limit and per-minute creation limit answer 429 and change nothing.
+#[tokio::test]
+async fn job_limits_answer_429_and_hold_nothing() {
+    let app = spawn_app_with(|c| {
+        c.providers.local.tiny_output = true;
+        c.providers.local.delay_ms = 2_000;
+        c.providers.local.concurrency = 1;
+        c.limits.active_jobs_image_gen = 2;
+        c.limits.job_creations_per_minute = 3;
+    })
+    .await;
+    let user = app.new_user().await;
+    let token = &user.access_token;
+    submit(&app, token, &image_body(1, "1:1")).await;
+    submit(&app, token, &image_body(1, "1:1")).await;
+    let before = credits(&app, token).await;
+    let res = app
+        .post_json(
+            "/functions/v1/generate-image",
+            Some(token),
+            &image_body(1, "1:1"),
+        )
+        .await;
+    let body = common::assert_envelope(res, 429, "TOO_MANY_ACTIVE_JOBS").await;
+    assert_eq!(body["error"]["details"], json!({"active": 2, "limit": 2}));
+    assert_eq!(credits(&app, token).await, before);
+
+    // Cancel both so that only the per-minute limit stands in the way.
+    let list = json_with_status(app.get("/v1/jobs", Some(token)).await, 200).await;
+    for job in list["jobs"].as_array().unwrap() {
+        let id = job["id"].as_str().unwrap();
+        app.post_json(&format!("/v1/jobs/{id}/cancel"), Some(token), &json!({}))
+            .await;
+        wait_terminal(&app, token, id).await;
+    }
+    submit(&app, token, &image_body(1, "1:1")).await;
+    let before = credits(&app, token).await;
+    let res = app
+        .post_json(
+            "/functions/v1/generate-image",
+            Some(token),
+            &image_body(1, "1:1"),
+        )
+        .await;
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+    let body = common::assert_envelope(res, 429, "RATE_LIMIT_EXCEEDED").await;
+    assert_eq!(body["error"]["details"], json!({"count": 3, "limit": 3}));
+    assert_eq!(credits(&app, token).await, before);
+    let list = json_with_status(app.get("/v1/jobs", Some(token)).await, 200).await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 3);
     app.stop().await;
 }

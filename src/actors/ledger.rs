@@ -273,6 +273,20 @@ impl LedgerHandle {
             .await
     }
 
+    /// Reverses (part of) an earlier grant, e.g. a refunded payment: `amount` (the whole
+    /// grant when `None`, never more) leaves the grant's bucket first, never taking
+    /// available credits below zero; a shortfall becomes debt. Idempotent by `key`.
+    pub async fn reverse(
+        &self,
+        grant_key: String,
+        amount: Option<i64>,
+        key: String,
+        reason: String,
+    ) -> Result<LedgerEntry, ApiError> {
+        self.run(move |conn| reverse(conn, &grant_key, amount, &key, &reason))
+            .await
+    }
+
     /// An operator's correction: positive adds purchased credits, negative deducts
     /// (purchased first) but never below zero available. Idempotent by `key`.
     pub async fn adjust(
@@ -368,6 +382,49 @@ fn grant(
             deltas,
             stripe_event_id,
             reason,
+            idempotency_key: key,
+            ..NewEntry::default()
+        },
+        now_ms(),
+    )?;
+    Ok(entry)
+}
+
+fn reverse(
+    conn: &Connection,
+    grant_key: &str,
+    amount: Option<i64>,
+    key: &str,
+    reason: &str,
+) -> Result<LedgerEntry, ApiError> {
+    let original = ledger::find_by_key(conn, grant_key)?
+        .filter(|e| e.kind == "grant")
+        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no grant with that key"))?;
+    let amount = amount.unwrap_or(original.amount);
+    if amount <= 0 || amount > original.amount {
+        return Err(ApiError::bad_field(
+            "amount",
+            "a reversal takes between 1 and the granted amount",
+        ));
+    }
+    if let Some(done) = replay(conn, key, &original.user_id, "reverse", amount)? {
+        return Ok(done);
+    }
+    let bucket = match original.bucket.as_deref() {
+        Some("subscription") => Bucket::Subscription,
+        _ => Bucket::Purchased,
+    };
+    let balances = accounts::credits(conn, &original.user_id)?
+        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such user"))?;
+    let (entry, _) = ledger::record(
+        conn,
+        &NewEntry {
+            user_id: &original.user_id,
+            kind: "reverse",
+            amount,
+            bucket: Some(bucket.as_str()),
+            deltas: credits::reverse(&balances, bucket, amount),
+            reason: Some(reason),
             idempotency_key: key,
             ..NewEntry::default()
         },

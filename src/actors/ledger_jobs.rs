@@ -5,7 +5,8 @@
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use crate::db::jobs::{self, AttemptEnd, Job, Task};
+use crate::config::JobLimits;
+use crate::db::jobs::{self, AttemptEnd, Job, Task, UnitCounts};
 use crate::db::ledger::{self, NewEntry};
 use crate::db::{accounts, new_id};
 use crate::domain::credits::Deltas;
@@ -15,6 +16,10 @@ use crate::domain::{ApiError, ErrorCode};
 
 /// Idempotency keys are honoured for this long.
 const CLIENT_KEY_TTL_MS: i64 = 24 * 3600 * 1000;
+/// A processing job's stored snapshot is rewritten at most this often.
+const SNAPSHOT_EVERY_MS: i64 = 1000;
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// A job to accept.
 #[derive(Debug, Clone)]
@@ -31,6 +36,8 @@ pub struct NewJob {
     pub client_job_id: Option<String>,
     pub request_hash: Option<String>,
     pub fe_attempt: Option<i64>,
+    /// Checked in the same transaction as the hold.
+    pub limits: JobLimits,
 }
 
 /// The answer to an accepted job.
@@ -51,8 +58,8 @@ pub struct Settled {
     pub retry_at: Option<i64>,
 }
 
-/// Accepts a job: writes it, its units and the hold, or refuses with
-/// `INSUFFICIENT_CREDITS` / `CONFLICT` and writes nothing.
+/// Accepts a job: writes it, its units and the hold, or refuses (`CONFLICT`, a limit's
+/// 429, `INSUFFICIENT_CREDITS`) and writes nothing.
 pub fn create_job(conn: &Connection, new: &NewJob) -> Result<JobAck, ApiError> {
     let now = now_ms();
     if new.units.is_empty() {
@@ -79,6 +86,7 @@ pub fn create_job(conn: &Connection, new: &NewJob) -> Result<JobAck, ApiError> {
             jobs::forget_client_key(conn, &existing.id)?;
         }
     }
+    check_limits(conn, new, now)?;
     let units = new.units.len() as i64;
     let required = new.unit_cost.saturating_mul(units);
     let balances = accounts::credits(conn, &new.user_id)?
@@ -111,6 +119,7 @@ pub fn create_job(conn: &Connection, new: &NewJob) -> Result<JobAck, ApiError> {
         version: 1,
         created_at: now,
         updated_at: now,
+        snapshot_at: None,
     };
     jobs::insert_job(conn, &job)?;
     for (index, input) in new.units.iter().enumerate() {
@@ -155,6 +164,34 @@ pub fn create_job(conn: &Connection, new: &NewJob) -> Result<JobAck, ApiError> {
         job_id: job.id,
         replayed: false,
     })
+}
+
+/// Refuses a job over one of the user's limits: processing jobs of its type, creations
+/// in the last minute, analyses today (UTC).
+fn check_limits(conn: &Connection, new: &NewJob, now: i64) -> Result<(), ApiError> {
+    let limits = new.limits;
+    let job_type = new.job_type.as_str();
+    let active = jobs::count_active(conn, &new.user_id, job_type)?;
+    if active >= i64::from(limits.active) {
+        return Err(ApiError::new(ErrorCode::TOO_MANY_ACTIVE_JOBS)
+            .details(json!({"active": active, "limit": limits.active})));
+    }
+    let (count, oldest) = jobs::count_created_since(conn, &new.user_id, now - MINUTE_MS, None)?;
+    if count >= i64::from(limits.per_minute) {
+        let wait_ms = oldest.map_or(MINUTE_MS, |t| t + MINUTE_MS - now);
+        return Err(ApiError::new(ErrorCode::RATE_LIMIT_EXCEEDED)
+            .retry_after((wait_ms.max(1) as u64).div_ceil(1000))
+            .details(json!({"count": count, "limit": limits.per_minute})));
+    }
+    if let Some(per_day) = limits.per_day {
+        let today = now - now.rem_euclid(DAY_MS);
+        let (count, _) = jobs::count_created_since(conn, &new.user_id, today, Some(job_type))?;
+        if count >= i64::from(per_day) {
+            return Err(ApiError::new(ErrorCode::DAILY_ANALYSIS_LIMIT_EXCEEDED)
+                .details(json!({"count": count, "limit": per_day})));
+        }
+    }
+    Ok(())
 }
 
 /// Records how attempt `attempt` of a task ended: success captures its cost, a
@@ -337,17 +374,23 @@ fn release(conn: &Connection, task: &Task, now: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Rewrites the job's result snapshot from its units and finishes it when none is
-/// open. Returns whether the job finished now.
+/// Records that a unit of the job changed: finishes the job (with its final snapshot)
+/// when no unit is open, otherwise rewrites the stored progress snapshot at most once a
+/// second (readers see the live one, see [`read_job`]). Returns whether the job finished.
 fn refresh_job(conn: &Connection, job_id: &str, now: i64) -> Result<bool, ApiError> {
     let job = jobs::get_job(conn, job_id)?
         .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "job not found"))?;
     let tasks = jobs::tasks_of_job(conn, job_id)?;
-    let (result_data, result_url) = result_snapshot(&job, &tasks);
-    jobs::set_job_result(conn, job_id, &result_data, result_url.as_deref(), now)?;
     let ended = tasks
         .iter()
         .all(|t| matches!(t.status.as_str(), "success" | "failed" | "cancelled"));
+    let snapshot_due = job.snapshot_at.is_none_or(|t| now - t >= SNAPSHOT_EVERY_MS);
+    if ended || snapshot_due {
+        let (result_data, result_url) = result_snapshot(&job, &tasks);
+        jobs::set_job_result(conn, job_id, &result_data, result_url.as_deref(), now)?;
+    } else {
+        jobs::touch_job(conn, job_id, now)?;
+    }
     if !ended || job.status != "processing" {
         return Ok(false);
     }
@@ -376,6 +419,22 @@ fn refresh_job(conn: &Connection, job_id: &str, now: i64) -> Result<bool, ApiErr
         now,
     )?;
     Ok(true)
+}
+
+/// A job as readers see it, with its unit counts: a processing job carries its live
+/// progress snapshot (the stored one may be up to a second old).
+pub fn read_job(conn: &Connection, job_id: &str) -> Result<Option<(Job, UnitCounts)>, ApiError> {
+    let Some(mut job) = jobs::get_job(conn, job_id)? else {
+        return Ok(None);
+    };
+    let counts = jobs::unit_counts(conn, job_id)?;
+    if job.status == "processing" {
+        let tasks = jobs::tasks_of_job(conn, job_id)?;
+        let (result_data, result_url) = result_snapshot(&job, &tasks);
+        job.result_data = Some(result_data);
+        job.result_url = result_url.or(job.result_url);
+    }
+    Ok(Some((job, counts)))
 }
 
 /// `result_data` for a job: the analysis object for ANALYSIS jobs, otherwise progress

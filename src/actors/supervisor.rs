@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use super::generator::GeneratorMsg;
 use super::ledger::LedgerHandle;
-use crate::db::jobs::{self, Task};
+use crate::db::jobs::{self, DueUnit};
 use crate::db::Db;
 use crate::domain::jobs::{JobType, RetryPolicy, UnitOutcome};
 use crate::domain::time::now_ms;
@@ -162,12 +162,10 @@ async fn dispatch(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState)
             db.transaction(|conn| {
                 let now = now_ms();
                 let mut claimed = Vec::new();
-                for task in jobs::due_tasks(conn, &provider, now, free as u32)? {
-                    if jobs::claim_task(conn, &task.id, now + lease_ms, now)? {
-                        let model = jobs::get_job(conn, &task.job_id)?
-                            .map(|j| (j.model, j.job_type))
-                            .unwrap_or_default();
-                        claimed.push((task, model));
+                for unit in jobs::due_tasks(conn, &provider, now, free as u32)? {
+                    if jobs::claim_task(conn, &unit.task.id, now + lease_ms, now)? {
+                        jobs::touch_job(conn, &unit.task.job_id, now)?;
+                        claimed.push(unit);
                     }
                 }
                 Ok::<_, crate::db::DbError>(claimed)
@@ -185,10 +183,10 @@ async fn dispatch(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState)
                 continue;
             }
         };
-        for (task, (model, job_type)) in claimed {
+        for due in claimed {
             *state.in_flight.entry(name.clone()).or_insert(0) += 1;
-            let _ = state.args.events.send(task.job_id.clone());
-            let unit = unit_request(task, model, &job_type);
+            let _ = state.args.events.send(due.task.job_id.clone());
+            let unit = unit_request(due);
             if let Err(err) = slot.generator.send_message(GeneratorMsg::Run {
                 unit,
                 report_to: myself.clone(),
@@ -199,9 +197,14 @@ async fn dispatch(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState)
     }
 }
 
-fn unit_request(task: Task, model: String, job_type: &str) -> UnitRequest {
+fn unit_request(due: DueUnit) -> UnitRequest {
+    let DueUnit {
+        task,
+        model,
+        job_type,
+    } = due;
     UnitRequest {
-        job_type: JobType::parse(job_type).unwrap_or(JobType::ImageGen),
+        job_type: JobType::parse(&job_type).unwrap_or(JobType::ImageGen),
         provider: task.provider,
         task_id: task.id,
         job_id: task.job_id,

@@ -31,6 +31,8 @@ pub struct Job {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When `result_data` was last written.
+    pub snapshot_at: Option<i64>,
 }
 
 /// Unit counts of a job by state.
@@ -69,7 +71,8 @@ fn json_col(text: Option<String>) -> Option<Value> {
 
 const JOB_COLUMNS: &str = "id, user_id, type, status, provider, model, payload, result_data,
     result_url, error_code, error_message, unit_cost, units_total, cost_amount, held_amount,
-    trace_id, client_job_id, request_hash, fe_attempt, duration_ms, version, created_at, updated_at";
+    trace_id, client_job_id, request_hash, fe_attempt, duration_ms, version, created_at, updated_at,
+    snapshot_at";
 
 fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -96,6 +99,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         version: r.get(20)?,
         created_at: r.get(21)?,
         updated_at: r.get(22)?,
+        snapshot_at: r.get(23)?,
     })
 }
 
@@ -126,7 +130,7 @@ pub fn insert_job(conn: &Connection, job: &Job) -> DbResult<()> {
     conn.prepare_cached(&format!(
         "INSERT INTO generation_jobs ({JOB_COLUMNS}) VALUES
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23)"
+          ?20, ?21, ?22, ?23, ?24)"
     ))?
     .execute(params![
         job.id,
@@ -152,6 +156,7 @@ pub fn insert_job(conn: &Connection, job: &Job) -> DbResult<()> {
         job.version,
         job.created_at,
         job.updated_at,
+        job.snapshot_at,
     ])?;
     Ok(())
 }
@@ -275,17 +280,37 @@ pub fn get_task(conn: &Connection, id: &str) -> DbResult<Option<Task>> {
         .optional()?)
 }
 
+/// A due unit with what its generator needs from the job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueUnit {
+    pub task: Task,
+    pub model: String,
+    pub job_type: String,
+}
+
 /// Due queued tasks of a provider, fairly interleaved across users (each user's oldest
 /// first, then each user's second …), at most `limit`.
-pub fn due_tasks(conn: &Connection, provider: &str, now: i64, limit: u32) -> DbResult<Vec<Task>> {
+pub fn due_tasks(
+    conn: &Connection,
+    provider: &str,
+    now: i64,
+    limit: u32,
+) -> DbResult<Vec<DueUnit>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {TASK_COLUMNS} FROM (
-            SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY run_after, id) AS turn
-            FROM generation_tasks
-            WHERE status = 'queued' AND provider = ?1 AND run_after <= ?2)
+        "SELECT {TASK_COLUMNS}, model, type FROM (
+            SELECT t.*, j.model, j.type,
+                   ROW_NUMBER() OVER (PARTITION BY t.user_id ORDER BY t.run_after, t.id) AS turn
+            FROM generation_tasks t JOIN generation_jobs j ON j.id = t.job_id
+            WHERE t.status = 'queued' AND t.provider = ?1 AND t.run_after <= ?2)
          ORDER BY turn, run_after, id LIMIT ?3"
     ))?;
-    let rows = stmt.query_map(params![provider, now, limit], task_from_row)?;
+    let rows = stmt.query_map(params![provider, now, limit], |r| {
+        Ok(DueUnit {
+            task: task_from_row(r)?,
+            model: r.get(14)?,
+            job_type: r.get(15)?,
+        })
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -299,6 +324,42 @@ pub fn claim_task(conn: &Connection, task_id: &str, lease_until: i64, now: i64) 
         )?
         .execute(params![task_id, lease_until, now])?;
     Ok(n == 1)
+}
+
+/// Marks a job changed (a unit started or was requeued): bumps its version.
+pub fn touch_job(conn: &Connection, job_id: &str, now: i64) -> DbResult<()> {
+    conn.prepare_cached(
+        "UPDATE generation_jobs SET version = version + 1, updated_at = ?2 WHERE id = ?1",
+    )?
+    .execute(params![job_id, now])?;
+    Ok(())
+}
+
+/// Processing jobs of a type a user has.
+pub fn count_active(conn: &Connection, user_id: &str, job_type: &str) -> DbResult<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM generation_jobs
+             WHERE user_id = ?1 AND type = ?2 AND status = 'processing'",
+        )?
+        .query_row(params![user_id, job_type], |r| r.get(0))?)
+}
+
+/// Jobs a user created since `since` (of one type, or of any): `(count, oldest created_at)`.
+pub fn count_created_since(
+    conn: &Connection,
+    user_id: &str,
+    since: i64,
+    job_type: Option<&str>,
+) -> DbResult<(i64, Option<i64>)> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*), MIN(created_at) FROM generation_jobs
+             WHERE user_id = ?1 AND created_at >= ?2 AND (?3 IS NULL OR type = ?3)",
+        )?
+        .query_row(params![user_id, since, job_type], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?)
 }
 
 /// How an attempt ends: the unit's new status, its result or error `(code, message)`,
@@ -404,7 +465,7 @@ pub fn set_job_result(
 ) -> DbResult<()> {
     conn.prepare_cached(
         "UPDATE generation_jobs SET result_data = ?2, result_url = COALESCE(?3, result_url),
-            version = version + 1, updated_at = ?4
+            snapshot_at = ?4, version = version + 1, updated_at = ?4
          WHERE id = ?1",
     )?
     .execute(params![job_id, result_data.to_string(), result_url, now])?;

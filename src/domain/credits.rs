@@ -73,6 +73,29 @@ pub fn deduct(balances: &Balances, amount: i64) -> Option<Deltas> {
     })
 }
 
+/// A reversal (refund, chargeback) of `amount` granted to `bucket`: taken from that
+/// bucket first, then the other, but never below zero available; the part that cannot
+/// be taken is recorded as debt and paid from the next grant.
+pub fn reverse(balances: &Balances, bucket: Bucket, amount: i64) -> Deltas {
+    let takeable = balances.available().clamp(0, amount);
+    let (first, second) = match bucket {
+        Bucket::Subscription => (balances.subscription, balances.purchased),
+        Bucket::Purchased => (balances.purchased, balances.subscription),
+    };
+    let from_first = takeable.min(first.max(0));
+    let from_second = (takeable - from_first).min(second.max(0));
+    let (subscription, purchased) = match bucket {
+        Bucket::Subscription => (from_first, from_second),
+        Bucket::Purchased => (from_second, from_first),
+    };
+    Deltas {
+        subscription: -subscription,
+        purchased: -purchased,
+        held: 0,
+        debt: amount - from_first - from_second,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +140,43 @@ mod tests {
                 ..Default::default()
             })
         );
+    }
+
+    #[test]
+    fn reverse_takes_its_bucket_first_then_the_other() {
+        let b = Balances {
+            subscription: 4,
+            purchased: 10,
+            held: 0,
+            debt: 0,
+        };
+        assert_eq!(
+            reverse(&b, Bucket::Subscription, 6),
+            Deltas {
+                subscription: -4,
+                purchased: -2,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn reverse_records_a_shortfall_as_debt_and_keeps_available_at_zero() {
+        let b = Balances {
+            subscription: 0,
+            purchased: 10,
+            held: 7,
+            debt: 0,
+        };
+        let d = reverse(&b, Bucket::Purchased, 5);
+        assert_eq!(
+            d,
+            Deltas {
+                purchased: -3,
+                debt: 2,
+                ..Default::default()
+            }
+        );
+        assert_eq!(b.available() + d.subscription + d.purchased - d.held, 0);
     }
 }

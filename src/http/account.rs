@@ -1,11 +1,16 @@
-//! `/v1/me` and `/v1/packages`.
+//! `/v1/me`, `/v1/packages` and `/v1/ledger`.
 
-use serde_json::json;
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
 use warp::reply::Response;
 use warp::Filter;
 
+use super::paging::{next_cursor, page_limit};
 use super::{authenticate, guard, reply, request, with_state, Request, State};
+use crate::db::ledger::{self, LedgerEntry};
 use crate::db::{accounts, packages};
+use crate::domain::credits::Balances;
 use crate::domain::time::rfc3339;
 use crate::domain::ApiError;
 
@@ -20,7 +25,50 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
         .and(with_state(state.clone()))
         .and(request(&state))
         .then(|state, _| guard(list_packages(state)));
-    me.or(packages).unify()
+    let ledger = warp::path!("v1" / "ledger")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(request(&state))
+        .then(|state, query, req| guard(list_ledger(state, query, req)));
+    me.or(packages).unify().or(ledger).unify()
+}
+
+/// Balances as the API shows them.
+pub fn credits_json(credits: &Balances) -> Value {
+    json!({
+        "subscription": credits.subscription,
+        "purchased": credits.purchased,
+        "held": credits.held,
+        "available": credits.available(),
+    })
+}
+
+/// A ledger row as the API shows it.
+pub fn entry_json(e: &LedgerEntry) -> Value {
+    json!({
+        "id": e.id, "kind": e.kind, "amount": e.amount, "bucket": e.bucket,
+        "job_id": e.job_id, "task_id": e.task_id, "stripe_event_id": e.stripe_event_id,
+        "reason": e.reason, "available_after": e.available_after,
+        "created_at": rfc3339(e.created_at),
+    })
+}
+
+/// `GET /v1/ledger`: the caller's credit movements, newest first.
+async fn list_ledger(state: State, query: HashMap<String, String>, req: Request) -> Response {
+    let result = async {
+        let user = authenticate(&state, &req).await?;
+        let limit = page_limit(&query)?;
+        let before = query.get("before").cloned();
+        let entries = state
+            .db
+            .read(move |conn| ledger::list_for_user(conn, &user.id, limit, before.as_deref()))
+            .await?;
+        let next = next_cursor(entries.len(), limit, entries.last().map(|e| &e.id));
+        let entries: Vec<Value> = entries.iter().map(entry_json).collect();
+        Ok(json!({"entries": entries, "next": next}))
+    };
+    reply::result(result.await)
 }
 
 /// `GET /v1/me`: who I am and what I hold.
@@ -37,12 +85,7 @@ async fn me(state: State, req: Request) -> Response {
             "id": user.id,
             "email": user.email,
             "role": user.role,
-            "credits": {
-                "subscription": credits.subscription,
-                "purchased": credits.purchased,
-                "held": credits.held,
-                "available": credits.available(),
-            },
+            "credits": credits_json(&credits),
             "subscription": null,
             "created_at": rfc3339(user.created_at),
         }))

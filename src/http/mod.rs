@@ -2,11 +2,16 @@
 //! passes through (request id, CORS, error envelope for rejections, panics, the log line).
 
 mod account;
+mod admin;
 mod auth;
 mod extract;
+mod generate;
 mod jobs;
 mod ops;
+mod paging;
 pub mod reply;
+mod sse;
+mod storage;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,6 +41,12 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .or(account::routes(state.clone()))
         .unify()
         .or(jobs::routes(state.clone()))
+        .unify()
+        .or(generate::routes(state.clone()))
+        .unify()
+        .or(admin::routes(state.clone()))
+        .unify()
+        .or(storage::routes(state.clone()))
         .unify();
     let app = api
         .with(cors(&state.config.server.cors_origins))

@@ -36,6 +36,8 @@ pub struct LocalConfig {
     pub seed: u64,
     /// A unit whose prompt or image reference contains this text fails (tests).
     pub fail_marker: Option<String>,
+    /// Units (by index within their job) that always fail (tests).
+    pub fail_units: Vec<i64>,
     /// Produce 16-px-long-side images instead of real sizes (queue benchmarks).
     pub tiny_output: bool,
 }
@@ -50,6 +52,7 @@ impl Default for LocalConfig {
             fail_kind: "retryable".into(),
             seed: 0,
             fail_marker: None,
+            fail_units: Vec::new(),
             tiny_output: false,
         }
     }
@@ -93,10 +96,12 @@ impl LocalProvider {
     }
 
     fn forced_failure(&self, unit: &UnitRequest) -> bool {
-        self.config
-            .fail_marker
-            .as_deref()
-            .is_some_and(|marker| unit.input.to_string().contains(marker))
+        self.config.fail_units.contains(&unit.unit_index)
+            || self
+                .config
+                .fail_marker
+                .as_deref()
+                .is_some_and(|marker| unit.input.to_string().contains(marker))
     }
 
     fn analysis(&self, unit: &UnitRequest) -> UnitOutcome {

@@ -29,6 +29,14 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config
 }
 
+/// Lifts the per-user job limits (for tests about other rules).
+pub fn unlimited(config: &mut Config) {
+    config.limits.active_jobs_image_gen = 100_000;
+    config.limits.active_jobs_analysis = 100_000;
+    config.limits.active_jobs_style_replicate = 100_000;
+    config.limits.job_creations_per_minute = 100_000;
+}
+
 /// Starts a server with the default test configuration.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -106,6 +114,33 @@ impl TestApp {
             access_token: body["access_token"].as_str().expect("token").to_string(),
             refresh_token: body["refresh_token"].as_str().expect("refresh").to_string(),
             id: body["user"]["id"].as_str().expect("id").to_string(),
+        }
+    }
+
+    /// Creates an admin (as `atelier user create --admin` does) and signs it in.
+    pub async fn new_admin(&self) -> TestUser {
+        let email = format!("admin-{}@example.com", uuid::Uuid::now_v7().simple());
+        let password = "correct-horse-battery".to_string();
+        let state = &self.running.as_ref().expect("running").state;
+        let user = state
+            .auth
+            .create_account(&email, &password, Value::Null, "admin")
+            .await
+            .expect("admin created");
+        let res = self
+            .post_json(
+                "/auth/v1/token?grant_type=password",
+                None,
+                &json!({"email": email, "password": password}),
+            )
+            .await;
+        let body = json_with_status(res, 200).await;
+        TestUser {
+            email,
+            password,
+            access_token: body["access_token"].as_str().expect("token").to_string(),
+            refresh_token: body["refresh_token"].as_str().expect("refresh").to_string(),
+            id: user.id,
         }
     }
 

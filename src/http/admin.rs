@@ -1,0 +1,146 @@
+//! Operator endpoints (role `admin`): credit corrections and the queue's state.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use warp::reply::Response;
+use warp::Filter;
+
+use super::account::{credits_json, entry_json};
+use super::{authenticate, guard, reply, request, with_state, Request, State};
+use crate::db::accounts::{self, User};
+use crate::db::jobs;
+use crate::domain::time::now_ms;
+use crate::domain::{ApiError, ErrorCode};
+
+pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let credits = warp::path!("v1" / "admin" / "credits")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(request(&state))
+        .then(|state, req| guard(adjust_credits(state, req)));
+    let queue = warp::path!("v1" / "admin" / "queue")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(request(&state))
+        .then(|state, req| guard(queue(state, req)));
+    credits.or(queue).unify()
+}
+
+/// The signed-in user if an admin; 401 without a valid token, 403 otherwise.
+async fn require_admin(state: &State, req: &Request) -> Result<User, ApiError> {
+    let user = authenticate(state, req).await?;
+    if !user.is_admin() {
+        return Err(ApiError::with_message(
+            ErrorCode::FORBIDDEN,
+            "this needs an admin account",
+        ));
+    }
+    Ok(user)
+}
+
+/// `POST /v1/admin/credits`.
+#[derive(Debug, Deserialize)]
+struct AdjustCredits {
+    user_id: Option<String>,
+    email: Option<String>,
+    amount: i64,
+    reason: String,
+    idempotency_key: String,
+}
+
+async fn adjust_credits(state: State, req: Request) -> Response {
+    let result = async {
+        let admin = require_admin(&state, &req).await?;
+        let body: AdjustCredits = req.json()?;
+        if body.reason.trim().is_empty() || body.reason.len() > 500 {
+            return Err(ApiError::bad_field(
+                "reason",
+                "reason must be 1 to 500 characters",
+            ));
+        }
+        if body.idempotency_key.is_empty() || body.idempotency_key.len() > 128 {
+            return Err(ApiError::bad_field(
+                "idempotency_key",
+                "idempotency_key must be 1 to 128 characters",
+            ));
+        }
+        let (user_id, email) = (body.user_id.clone(), body.email.clone());
+        let user = state
+            .db
+            .read(move |conn| match (user_id, email) {
+                (Some(id), _) => accounts::find_by_id(conn, &id),
+                (None, Some(email)) => {
+                    accounts::find_by_email(conn, &email.trim().to_ascii_lowercase())
+                }
+                (None, None) => Ok(None),
+            })
+            .await?;
+        let user = match (user, body.user_id.is_some() || body.email.is_some()) {
+            (Some(user), _) => user,
+            (None, true) => {
+                return Err(ApiError::with_message(
+                    ErrorCode::NOT_FOUND,
+                    "user not found",
+                ))
+            }
+            (None, false) => {
+                return Err(ApiError::bad_field(
+                    "user_id",
+                    "user_id or email is required",
+                ))
+            }
+        };
+        let entry = state
+            .ledger
+            .adjust(
+                user.id.clone(),
+                body.amount,
+                format!("admin:{}", body.idempotency_key),
+                body.reason.clone(),
+            )
+            .await?;
+        tracing::info!(admin = %admin.email, user = %user.email, amount = body.amount,
+            reason = %body.reason, "admin credit adjustment");
+        let user_id = user.id.clone();
+        let credits = state
+            .db
+            .read(move |conn| accounts::credits(conn, &user_id))
+            .await?
+            .unwrap_or_default();
+        Ok(json!({
+            "user_id": user.id,
+            "entry": entry_json(&entry),
+            "credits": credits_json(&credits),
+        }))
+    };
+    reply::result(result.await)
+}
+
+/// `GET /v1/admin/queue`: depth, running units, the oldest queued unit's age, and
+/// running units per provider against each provider's concurrency.
+async fn queue(state: State, req: Request) -> Response {
+    let result = async {
+        require_admin(&state, &req).await?;
+        let stats = state.db.read(jobs::queue_stats).await?;
+        let now = now_ms();
+        let mut providers = Map::new();
+        let local = &state.config.providers.local;
+        providers.insert(
+            "local".into(),
+            json!({"in_flight": 0, "concurrency": local.concurrency}),
+        );
+        for (name, running) in &stats.running_per_provider {
+            let entry = providers
+                .entry(name.clone())
+                .or_insert_with(|| json!({"in_flight": 0, "concurrency": null}));
+            entry["in_flight"] = Value::from(*running);
+        }
+        Ok(json!({
+            "depth": stats.queued,
+            "running": stats.running,
+            "oldest_queued_age_ms": stats.oldest_queued_at.map(|t| (now - t).max(0)),
+            "providers": providers,
+        }))
+    };
+    reply::result(result.await)
+}
