@@ -167,3 +167,12 @@ CREATE INDEX generation_jobs_user_created ON generation_jobs(user_id, created_at
 CREATE INDEX generation_jobs_user_active ON generation_jobs(user_id, type)
     WHERE status = 'processing';
 ALTER TABLE generation_jobs ADD COLUMN snapshot_at INTEGER;
+
+-- migration: 4
+-- Prompt streams create no job but count against the per-minute creation limit.
+CREATE TABLE prompt_streams (
+    id          INTEGER PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX prompt_streams_user ON prompt_streams(user_id, created_at);

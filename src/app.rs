@@ -24,8 +24,11 @@ use crate::auth::AuthService;
 use crate::config::Config;
 use crate::db::Db;
 use crate::domain::jobs::RetryPolicy;
+use crate::generation::pipeline::PipelineSettings;
 use crate::providers::local::LocalProvider;
+use crate::providers::Provider;
 use crate::storage::LocalStorage;
+use std::sync::atomic::AtomicUsize;
 
 /// Everything a request handler may use.
 pub struct AppState {
@@ -37,6 +40,10 @@ pub struct AppState {
     pub supervisor: ActorRef<SupervisorMsg>,
     /// A job id is sent here after every change of that job.
     pub job_events: broadcast::Sender<String>,
+    /// Every provider by name, for synchronous text work (prompts, style dimensions).
+    pub providers: HashMap<String, Arc<dyn Provider>>,
+    /// Prompt streams running now.
+    pub prompt_streams: Arc<AtomicUsize>,
 }
 
 /// Why the server could not start.
@@ -73,7 +80,8 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
     let auth = AuthService::new(db.clone(), ledger.clone(), &secret, config.auth.clone());
     let storage = LocalStorage::new(config.data.dir.join("storage"));
     let (job_events, _) = broadcast::channel(1024);
-    let supervisor = spawn_queue(&config, &db, &ledger, &storage, &job_events).await?;
+    let providers = build_providers(&config, &storage);
+    let supervisor = spawn_queue(&config, &db, &ledger, &providers, &job_events).await?;
     Ok(Arc::new(AppState {
         config,
         db,
@@ -82,7 +90,22 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         storage,
         supervisor,
         job_events,
+        providers,
+        prompt_streams: Arc::new(AtomicUsize::new(0)),
     }))
+}
+
+/// Every configured provider.
+fn build_providers(config: &Config, storage: &LocalStorage) -> HashMap<String, Arc<dyn Provider>> {
+    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+    providers.insert(
+        "local".into(),
+        Arc::new(LocalProvider::new(
+            config.providers.local.clone(),
+            storage.clone(),
+        )),
+    );
+    providers
 }
 
 /// Spawns one generator per provider and the job supervisor in front of them.
@@ -90,18 +113,25 @@ async fn spawn_queue(
     config: &Config,
     db: &Db,
     ledger: &LedgerHandle,
-    storage: &LocalStorage,
+    providers: &HashMap<String, Arc<dyn Provider>>,
     events: &broadcast::Sender<String>,
 ) -> Result<ActorRef<SupervisorMsg>, StartError> {
     let local = &config.providers.local;
     let timeout = Duration::from_secs(local.timeout_secs);
+    let provider = providers
+        .get("local")
+        .cloned()
+        .ok_or_else(|| StartError("the local provider is missing".into()))?;
     let (generator, _) = Actor::spawn(
         None,
         GeneratorActor,
         GeneratorArgs {
-            provider: Arc::new(LocalProvider::new(local.clone(), storage.clone())),
+            provider,
             concurrency: local.concurrency as usize,
             timeout,
+            settings: PipelineSettings {
+                ratio_tolerance: config.generation.ratio_tolerance,
+            },
         },
     )
     .await

@@ -8,13 +8,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::catalog::ModelEntry;
 use toml::Value;
 
 /// Environment variables read by the CLI itself, not config keys.
 const ENV_NOT_CONFIG: &[&str] = &["ATELIER_CONFIG", "ATELIER_LOG"];
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -24,8 +26,51 @@ pub struct Config {
     pub billing: BillingConfig,
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
+    pub generation: GenerationConfig,
     pub providers: ProvidersConfig,
     pub log: LogConfig,
+    /// The model catalog; a `[[models]]` list in the file replaces the defaults whole.
+    pub models: Vec<ModelEntry>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            data: DataConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            billing: BillingConfig::default(),
+            queue: QueueConfig::default(),
+            limits: LimitsConfig::default(),
+            generation: GenerationConfig::default(),
+            providers: ProvidersConfig::default(),
+            log: LogConfig::default(),
+            models: crate::catalog::default_models(),
+        }
+    }
+}
+
+/// `[generation]`: text models and output checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerationConfig {
+    /// Catalog id used for product analysis (unset: or-gemini-3.1-flash if available, else local).
+    pub analysis_model: Option<String>,
+    /// Catalog id used for prompt writing (same default).
+    pub prompt_model: Option<String>,
+    /// How far an output image's ratio may be from the requested one (0.03 = 3 %).
+    pub ratio_tolerance: f64,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        GenerationConfig {
+            analysis_model: None,
+            prompt_model: None,
+            ratio_tolerance: 0.03,
+        }
+    }
 }
 
 /// `[queue]`: how units are retried.
@@ -120,6 +165,14 @@ impl JobLimits {
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
     pub local: crate::providers::local::LocalConfig,
+}
+
+impl ProvidersConfig {
+    /// Whether an upstream provider has its API key. Only `local` needs none; the
+    /// upstream providers are not wired in yet.
+    pub fn has_key(&self, provider: &str) -> bool {
+        provider == "local"
+    }
 }
 
 /// `[server]`: where and how the HTTP server listens.
@@ -344,6 +397,22 @@ impl Config {
             .is_some_and(|s| s.len() < 16)
         {
             return bad("queue.worker_secret", "must be at least 16 bytes long");
+        }
+        if let Err((key, why)) = crate::catalog::validate(&self.models) {
+            return bad(&key, &why);
+        }
+        if !(0.0..=0.5).contains(&self.generation.ratio_tolerance) {
+            return bad("generation.ratio_tolerance", "must be between 0.0 and 0.5");
+        }
+        for (key, id) in [
+            ("generation.analysis_model", &self.generation.analysis_model),
+            ("generation.prompt_model", &self.generation.prompt_model),
+        ] {
+            if let Some(id) = id {
+                if !self.models.iter().any(|m| &m.id == id) {
+                    return bad(key, "not a model of the catalog");
+                }
+            }
         }
         let limits = &self.limits;
         if [

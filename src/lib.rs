@@ -5,10 +5,12 @@
 pub mod actors;
 pub mod app;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod generation;
 pub mod http;
 pub mod providers;
 pub mod storage;

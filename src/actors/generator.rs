@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use super::supervisor::SupervisorMsg;
 use crate::domain::jobs::UnitOutcome;
 use crate::domain::ErrorCode;
+use crate::generation::pipeline::{self, PipelineSettings};
 use crate::providers::{Provider, UnitRequest};
 
 /// Messages of a generator.
@@ -27,6 +28,7 @@ pub struct GeneratorArgs {
     pub provider: Arc<dyn Provider>,
     pub concurrency: usize,
     pub timeout: Duration,
+    pub settings: PipelineSettings,
 }
 
 /// The actor.
@@ -37,6 +39,7 @@ pub struct GeneratorState {
     provider: Arc<dyn Provider>,
     permits: Arc<Semaphore>,
     timeout: Duration,
+    settings: PipelineSettings,
 }
 
 impl Actor for GeneratorActor {
@@ -53,6 +56,7 @@ impl Actor for GeneratorActor {
             provider: args.provider,
             permits: Arc::new(Semaphore::new(args.concurrency.max(1))),
             timeout: args.timeout,
+            settings: args.settings,
         })
     }
 
@@ -65,10 +69,12 @@ impl Actor for GeneratorActor {
         let GeneratorMsg::Run { unit, report_to } = message;
         let provider = state.provider.clone();
         let permits = state.permits.clone();
-        let timeout = state.timeout;
+        let (timeout, settings) = (state.timeout, state.settings);
         tokio::spawn(async move {
             let outcome = match permits.acquire_owned().await {
-                Ok(permit) => run_with_timeout(provider, unit.clone(), timeout, permit).await,
+                Ok(permit) => {
+                    run_with_timeout(provider, unit.clone(), timeout, settings, permit).await
+                }
                 Err(_) => UnitOutcome::Retryable {
                     code: ErrorCode::UPSTREAM_ERROR,
                     message: "generator is shutting down".into(),
@@ -90,11 +96,12 @@ async fn run_with_timeout(
     provider: Arc<dyn Provider>,
     unit: UnitRequest,
     timeout: Duration,
+    settings: PipelineSettings,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> UnitOutcome {
     let name = provider.name().to_string();
     let work = tokio::task::spawn_blocking(move || {
-        let outcome = provider.run_unit(&unit);
+        let outcome = pipeline::run_unit(provider.as_ref(), &unit, settings);
         drop(permit);
         outcome
     });

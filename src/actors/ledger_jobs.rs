@@ -176,13 +176,7 @@ fn check_limits(conn: &Connection, new: &NewJob, now: i64) -> Result<(), ApiErro
         return Err(ApiError::new(ErrorCode::TOO_MANY_ACTIVE_JOBS)
             .details(json!({"active": active, "limit": limits.active})));
     }
-    let (count, oldest) = jobs::count_created_since(conn, &new.user_id, now - MINUTE_MS, None)?;
-    if count >= i64::from(limits.per_minute) {
-        let wait_ms = oldest.map_or(MINUTE_MS, |t| t + MINUTE_MS - now);
-        return Err(ApiError::new(ErrorCode::RATE_LIMIT_EXCEEDED)
-            .retry_after((wait_ms.max(1) as u64).div_ceil(1000))
-            .details(json!({"count": count, "limit": limits.per_minute})));
-    }
+    check_rate(conn, &new.user_id, limits.per_minute, now)?;
     if let Some(per_day) = limits.per_day {
         let today = now - now.rem_euclid(DAY_MS);
         let (count, _) = jobs::count_created_since(conn, &new.user_id, today, Some(job_type))?;
@@ -191,6 +185,31 @@ fn check_limits(conn: &Connection, new: &NewJob, now: i64) -> Result<(), ApiErro
                 .details(json!({"count": count, "limit": per_day})));
         }
     }
+    Ok(())
+}
+
+/// Refuses a request when the user started `per_minute` jobs and prompt streams in the
+/// last minute (429 `RATE_LIMIT_EXCEEDED` with `Retry-After`).
+fn check_rate(conn: &Connection, user_id: &str, per_minute: u32, now: i64) -> Result<(), ApiError> {
+    let (count, oldest) = jobs::count_requests_since(conn, user_id, now - MINUTE_MS)?;
+    if count >= i64::from(per_minute) {
+        let wait_ms = oldest.map_or(MINUTE_MS, |t| t + MINUTE_MS - now);
+        return Err(ApiError::new(ErrorCode::RATE_LIMIT_EXCEEDED)
+            .retry_after((wait_ms.max(1) as u64).div_ceil(1000))
+            .details(json!({"count": count, "limit": per_minute})));
+    }
+    Ok(())
+}
+
+/// Starts a prompt stream if the per-minute limit allows it (run in a transaction).
+pub fn start_prompt_stream(
+    conn: &Connection,
+    user_id: &str,
+    per_minute: u32,
+) -> Result<(), ApiError> {
+    let now = now_ms();
+    check_rate(conn, user_id, per_minute, now)?;
+    jobs::record_prompt_stream(conn, user_id, now)?;
     Ok(())
 }
 
@@ -399,12 +418,16 @@ fn refresh_job(conn: &Connection, job_id: &str, now: i64) -> Result<bool, ApiErr
         .iter()
         .filter(|t| t.status == "failed")
         .max_by_key(|t| t.unit_index);
-    let end = job_end(
+    let mut end = job_end(
         count("success"),
         count("failed"),
         count("cancelled"),
         last_failed.and_then(|t| t.error_code.as_deref()),
     );
+    if end.status == "failed" && job.job_type == JobType::Analysis.as_str() && last_failed.is_some()
+    {
+        end.error_code = Some(ErrorCode::ANALYSIS_FAILED.as_str().to_string());
+    }
     let message = match (end.status, last_failed) {
         (_, Some(t)) => t.last_error.clone(),
         ("failed", None) => Some("cancelled".into()),

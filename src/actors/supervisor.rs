@@ -210,7 +210,10 @@ fn unit_request(due: DueUnit) -> UnitRequest {
         job_id: task.job_id,
         unit_index: task.unit_index,
         attempt: task.attempts + 1,
-        model,
+        model: task.input["upstream_model"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or(model),
         input: task.input,
     }
 }

@@ -345,6 +345,35 @@ pub fn count_active(conn: &Connection, user_id: &str, job_type: &str) -> DbResul
         .query_row(params![user_id, job_type], |r| r.get(0))?)
 }
 
+/// Records that a user started a prompt stream (and forgets those older than a day).
+pub fn record_prompt_stream(conn: &Connection, user_id: &str, now: i64) -> DbResult<()> {
+    conn.prepare_cached("INSERT INTO prompt_streams (user_id, created_at) VALUES (?1, ?2)")?
+        .execute(params![user_id, now])?;
+    conn.prepare_cached("DELETE FROM prompt_streams WHERE user_id = ?1 AND created_at < ?2")?
+        .execute(params![user_id, now - 24 * 3600 * 1000])?;
+    Ok(())
+}
+
+/// Jobs and prompt streams a user started since `since`: `(count, oldest)`.
+pub fn count_requests_since(
+    conn: &Connection,
+    user_id: &str,
+    since: i64,
+) -> DbResult<(i64, Option<i64>)> {
+    let (jobs, oldest_job) = count_created_since(conn, user_id, since, None)?;
+    let (streams, oldest_stream): (i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT count(*), MIN(created_at) FROM prompt_streams
+             WHERE user_id = ?1 AND created_at >= ?2",
+        )?
+        .query_row(params![user_id, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let oldest = match (oldest_job, oldest_stream) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok((jobs + streams, oldest))
+}
+
 /// Jobs a user created since `since` (of one type, or of any): `(count, oldest created_at)`.
 pub fn count_created_since(
     conn: &Connection,

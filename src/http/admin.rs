@@ -140,6 +140,7 @@ async fn queue(state: State, req: Request) -> Response {
             "running": stats.running,
             "oldest_queued_age_ms": stats.oldest_queued_at.map(|t| (now - t).max(0)),
             "providers": providers,
+            "prompt_streams": state.prompt_streams.load(std::sync::atomic::Ordering::SeqCst),
         }))
     };
     reply::result(result.await)

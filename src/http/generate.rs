@@ -1,7 +1,7 @@
-//! Job-creating generation calls (`/functions/v1/…`) and the compatibility nudge.
+//! Job-creating generation calls (`/functions/v1/…`): analysis, image generation,
+//! style replicate; and the compatibility nudge.
 
 use base64::Engine;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use warp::reply::Response;
@@ -10,10 +10,16 @@ use warp::Filter;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::actors::ledger_jobs::{JobAck, NewJob};
 use crate::actors::supervisor::SupervisorMsg;
+use crate::catalog::{self, ResolvedModel, SizeRule};
+use crate::config::{JobLimits, LimitsConfig};
 use crate::db::jobs;
-use crate::domain::jobs::{parse_ratio, JobType};
+use crate::domain::jobs::JobType;
 use crate::domain::time::now_ms;
 use crate::domain::{ApiError, ErrorCode};
+use crate::generation::fields::JobMeta;
+use crate::generation::pipeline::GENERIC_REFINEMENT_PROMPT;
+use crate::generation::requests::{AnalyzeProduct, GenerateImage, StyleMode, StyleReplicate};
+use crate::generation::rules::check_image_reference;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let generate = warp::path!("functions" / "v1" / "generate-image")
@@ -26,91 +32,263 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
         .and(with_state(state.clone()))
         .and(request(&state))
         .then(|state, req| guard(process_generation_job(state, req)));
-    generate.or(nudge).unify()
+    let analyze = warp::path!("functions" / "v1" / "analyze-product-v2")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(request(&state))
+        .then(|state, req| guard(analyze_product(state, req)));
+    let single = warp::path!("functions" / "v1" / "analyze-single")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(request(&state))
+        .then(|state, req| guard(analyze_single(state, req)));
+    generate
+        .or(nudge)
+        .unify()
+        .or(analyze)
+        .unify()
+        .or(single)
+        .unify()
 }
 
-/// The body of the minimal generate-image path (the full catalog and validation order
-/// belong to the generation endpoints).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GenerateImage {
-    model: Option<String>,
-    prompt: Option<String>,
-    product_image: Option<String>,
-    #[serde(default)]
-    product_images: Vec<String>,
-    image_count: Option<i64>,
-    aspect_ratio: Option<String>,
-    image_size: Option<String>,
-    #[serde(rename = "client_job_id")]
-    client_job_id: Option<String>,
-    #[serde(rename = "trace_id")]
-    trace_id: Option<String>,
-    #[serde(rename = "fe_attempt")]
-    fe_attempt: Option<i64>,
-}
-
+/// `generate-image` → an IMAGE_GEN job of `imageCount` units.
 async fn generate_image(state: State, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
         let raw: Value = req.json()?;
-        let body: GenerateImage = serde_json::from_value(raw.clone()).map_err(|e| {
-            ApiError::with_message(ErrorCode::BAD_REQUEST, format!("invalid request body: {e}"))
-        })?;
-        let model = body
-            .model
-            .ok_or_else(|| ApiError::bad_field("model", "model is required"))?;
-        let prompt = body.prompt.unwrap_or_default();
-        if prompt.trim().is_empty() {
-            return Err(ApiError::new(ErrorCode::IMAGE_INPUT_PROMPT_MISSING));
+        let body = GenerateImage::parse(&raw)?;
+        let model = catalog::resolve(
+            &state.config,
+            &body.model,
+            user.is_admin(),
+            body.image_size.as_deref(),
+            SizeRule::Strict,
+            &body.aspect_ratio,
+            body.turbo,
+        )?;
+        if model.entry.requires_input_image && body.product_images.is_empty() {
+            return Err(ApiError::new(ErrorCode::IMAGE_INPUT_SOURCE_MISSING));
         }
-        if model != "local" {
-            return Err(ApiError::with_message(
-                ErrorCode::MODEL_UNAVAILABLE,
-                format!("model {model:?} is not available"),
-            ));
-        }
-        let ratio = body.aspect_ratio.unwrap_or_else(|| "1:1".into());
-        if parse_ratio(&ratio).is_none() {
-            return Err(ApiError::new(ErrorCode::MODEL_RATIO_UNSUPPORTED));
-        }
-        let size = body.image_size.unwrap_or_else(|| "1K".into());
-        if !matches!(size.as_str(), "1K" | "2K" | "4K") {
-            return Err(ApiError::new(ErrorCode::IMAGE_SIZE_UNSATISFIED));
-        }
-        let product = body
-            .product_image
-            .or_else(|| body.product_images.first().cloned())
-            .filter(|p| !p.trim().is_empty())
-            .ok_or_else(|| ApiError::new(ErrorCode::IMAGE_INPUT_SOURCE_MISSING))?;
-        let count = body.image_count.unwrap_or(1).clamp(1, 9);
+        check_images(&state, "productImages", &body.product_images)?;
         let unit = json!({
-            "prompt": prompt, "product_image": product, "aspect_ratio": ratio,
-            "image_size": size, "background": "white",
+            "prompt": body.prompt, "product_image": body.product_images.first(),
+            "product_images": body.product_images, "aspect_ratio": body.aspect_ratio,
+            "image_size": model.size, "background": "white", "turbo": body.turbo,
+            "workflow_mode": body.workflow_mode, "text_edits": body.text_edits,
+            "style_constraint": body.style_constraint,
+            "upstream_model": model.entry.upstream_model,
         });
-        let ack = submit_job(
-            &state,
-            &req,
-            &raw,
-            NewJob {
-                user_id: user.id,
-                job_type: JobType::ImageGen,
-                provider: "local".into(),
-                model,
-                payload: raw.clone(),
-                unit_cost: 1,
-                units: vec![unit; count as usize],
-                trace_id: body.trace_id,
-                client_job_id: body.client_job_id,
-                request_hash: None,
-                fe_attempt: body.fe_attempt,
-                limits: state.config.limits.for_job(JobType::ImageGen),
-            },
-        )
-        .await?;
-        Ok(json!({"job_id": ack.job_id, "status": "processing"}))
+        let units = (0..body.image_count)
+            .map(|i| with_unit_index(&unit, i))
+            .collect();
+        let job = new_job(
+            &user.id,
+            JobType::ImageGen,
+            &model,
+            raw.clone(),
+            units,
+            body.meta,
+        );
+        let ack = submit_job(&state, &req, &raw, job, &state.config.limits)
+            .await
+            .map_err(|e| create_failed(e, ErrorCode::IMAGE_JOB_CREATE_FAILED))?;
+        Ok(ack_json(&ack))
     };
     reply::result(result.await)
+}
+
+/// `analyze-single` → a STYLE_REPLICATE job in single, batch or refinement mode.
+async fn analyze_single(state: State, req: Request) -> Response {
+    let result = async {
+        let user = authenticate(&state, &req).await?;
+        let raw: Value = req.json()?;
+        let body = StyleReplicate::parse(&raw)?;
+        let model = catalog::resolve(
+            &state.config,
+            &body.model,
+            user.is_admin(),
+            Some(&body.image_size),
+            SizeRule::FallBackToLargest,
+            &body.aspect_ratio,
+            body.turbo,
+        )?;
+        let common = json!({
+            "aspect_ratio": body.aspect_ratio, "image_size": model.size, "turbo": body.turbo,
+            "style_constraint": body.style_constraint,
+            "upstream_model": model.entry.upstream_model,
+        });
+        let style_prompt = body.user_prompt.clone().unwrap_or_else(|| {
+            "Recreate the reference photo's style, light and composition with this product.".into()
+        });
+        let unit = |fields: Value| {
+            let mut unit = common.clone();
+            if let (Some(unit), Some(fields)) = (unit.as_object_mut(), fields.as_object()) {
+                unit.extend(fields.clone());
+            }
+            unit
+        };
+        let units: Vec<Value> = match &body.mode {
+            StyleMode::Single {
+                reference,
+                products,
+            } => {
+                check_images(&state, "referenceImage", std::slice::from_ref(reference))?;
+                check_images(&state, "productImages", products)?;
+                products
+                    .iter()
+                    .flat_map(|p| (0..body.image_count).map(move |_| p))
+                    .map(|p| {
+                        unit(json!({"mode": "single", "prompt": style_prompt,
+                            "product_image": p, "reference_image": reference,
+                            "background": "gradient"}))
+                    })
+                    .collect()
+            }
+            StyleMode::Batch {
+                references,
+                product,
+                groups,
+            } => {
+                check_images(&state, "referenceImages", references)?;
+                check_images(&state, "productImage", std::slice::from_ref(product))?;
+                references
+                    .iter()
+                    .flat_map(|r| (0..*groups).map(move |g| (r, g)))
+                    .map(|(r, g)| {
+                        unit(json!({"mode": "batch", "prompt": style_prompt,
+                            "product_image": product, "reference_image": r, "group": g,
+                            "background": "gradient"}))
+                    })
+                    .collect()
+            }
+            StyleMode::Refinement {
+                products,
+                background,
+            } => products
+                .iter()
+                .map(|p| {
+                    unit(
+                        json!({"mode": "refinement", "prompt": GENERIC_REFINEMENT_PROMPT,
+                        "product_image": p, "background": background.as_str()}),
+                    )
+                })
+                .collect(),
+        };
+        let units = units
+            .iter()
+            .zip(0..)
+            .map(|(u, i)| with_unit_index(u, i))
+            .collect();
+        let job = new_job(
+            &user.id,
+            JobType::StyleReplicate,
+            &model,
+            raw.clone(),
+            units,
+            body.meta,
+        );
+        let ack = submit_job(&state, &req, &raw, job, &state.config.limits)
+            .await
+            .map_err(|e| create_failed(e, ErrorCode::STYLE_REPLICATE_JOB_CREATE_FAILED))?;
+        Ok(ack_json(&ack))
+    };
+    reply::result(result.await)
+}
+
+/// `analyze-product-v2` → a free ANALYSIS job (daily limit).
+async fn analyze_product(state: State, req: Request) -> Response {
+    let result = async {
+        let user = authenticate(&state, &req).await?;
+        let raw: Value = req.json()?;
+        let body = AnalyzeProduct::parse(&raw)?;
+        let entry = catalog::text_model(
+            &state.config,
+            state.config.generation.analysis_model.as_deref(),
+        )
+        .filter(|m| catalog::provider_configured(&state.config, &m.provider))
+        .ok_or_else(|| {
+            ApiError::with_message(
+                ErrorCode::MODEL_UNAVAILABLE,
+                "no analysis model is available",
+            )
+        })?;
+        check_images(&state, "productImage", &body.product_images)?;
+        let unit = json!({
+            "product_images": body.product_images, "requirements": body.requirements,
+            "image_count": body.image_count, "output_language": body.output_language,
+            "prompt_profile": body.prompt_profile, "white_background": body.white_background,
+            "style_constraint": body.style_constraint, "upstream_model": entry.upstream_model,
+        });
+        let model = ResolvedModel {
+            size: entry.default_size.clone(),
+            entry,
+            unit_cost: 0,
+        };
+        let job = new_job(
+            &user.id,
+            JobType::Analysis,
+            &model,
+            raw.clone(),
+            vec![unit],
+            body.meta,
+        );
+        let ack = submit_job(&state, &req, &raw, job, &state.config.limits)
+            .await
+            .map_err(|e| create_failed(e, ErrorCode::ANALYSIS_CREATE_FAILED))?;
+        Ok(ack_json(&ack))
+    };
+    reply::result(result.await)
+}
+
+/// Checks every data-URI image reference of a field (type, size).
+fn check_images(state: &State, field: &str, references: &[String]) -> Result<(), ApiError> {
+    let max = state.config.limits.image_max_bytes;
+    references
+        .iter()
+        .try_for_each(|r| check_image_reference(field, r, max))
+}
+
+fn with_unit_index(unit: &Value, index: u32) -> Value {
+    let mut unit = unit.clone();
+    unit["unit"] = json!(index);
+    unit
+}
+
+fn new_job(
+    user_id: &str,
+    job_type: JobType,
+    model: &ResolvedModel,
+    payload: Value,
+    units: Vec<Value>,
+    meta: JobMeta,
+) -> NewJob {
+    NewJob {
+        user_id: user_id.to_string(),
+        job_type,
+        provider: model.entry.provider.clone(),
+        model: model.entry.id.clone(),
+        payload,
+        unit_cost: model.unit_cost,
+        units,
+        trace_id: meta.trace_id,
+        client_job_id: meta.client_job_id,
+        request_hash: None,
+        fe_attempt: meta.fe_attempt,
+        limits: JobLimits::NONE,
+    }
+}
+
+/// A job that could not be written answers the endpoint's own 500 code.
+fn create_failed(err: ApiError, code: ErrorCode) -> ApiError {
+    if err.code == ErrorCode::INTERNAL_ERROR {
+        ApiError { code, ..err }
+    } else {
+        err
+    }
+}
+
+fn ack_json(ack: &JobAck) -> Value {
+    json!({"job_id": ack.job_id, "status": "processing"})
 }
 
 /// Hands a validated job to the ledger (idempotency key from `client_job_id` or the
@@ -120,7 +298,9 @@ pub async fn submit_job(
     req: &Request,
     body: &Value,
     mut job: NewJob,
+    limits: &LimitsConfig,
 ) -> Result<JobAck, ApiError> {
+    job.limits = limits.for_job(job.job_type);
     let key = job
         .client_job_id
         .take()

@@ -9,6 +9,7 @@ mod generate;
 mod jobs;
 mod ops;
 mod paging;
+mod prompts;
 pub mod reply;
 mod sse;
 mod storage;
@@ -43,6 +44,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .or(jobs::routes(state.clone()))
         .unify()
         .or(generate::routes(state.clone()))
+        .unify()
+        .or(prompts::routes(state.clone()))
         .unify()
         .or(admin::routes(state.clone()))
         .unify()

@@ -47,10 +47,18 @@ async fn readyz(state: State) -> Response {
 async fn public_config(state: State) -> Response {
     let config = &state.config;
     reply::ok(&json!({
-        "models": [],
+        "models": crate::catalog::public_models(config),
         "signup_bonus_credits": config.auth.signup_bonus_credits,
         "limits": {
             "json_body_limit_bytes": config.server.json_body_limit_bytes,
+            "image_max_bytes": config.limits.image_max_bytes,
+            "job_creations_per_minute": config.limits.job_creations_per_minute,
+            "daily_analysis": config.limits.daily_analysis,
+            "active_jobs": {
+                "ANALYSIS": config.limits.active_jobs_analysis,
+                "IMAGE_GEN": config.limits.active_jobs_image_gen,
+                "STYLE_REPLICATE": config.limits.active_jobs_style_replicate,
+            },
         },
         "billing_mode": config.billing.mode,
     }))

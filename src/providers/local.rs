@@ -10,7 +10,7 @@ use image::{imageops, DynamicImage, ImageFormat, Rgba, RgbaImage};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Provider, UnitRequest};
+use super::{Provider, ProviderError, TextPurpose, TextRequest, TextSink, UnitRequest};
 use crate::domain::jobs::{output_dimensions, JobType, UnitOutcome};
 use crate::domain::ErrorCode;
 use crate::storage::LocalStorage;
@@ -38,6 +38,8 @@ pub struct LocalConfig {
     pub fail_marker: Option<String>,
     /// Units (by index within their job) that always fail (tests).
     pub fail_units: Vec<i64>,
+    /// Prompt streams fail after this many chunks (0: before the first byte). Tests.
+    pub stream_fail_after_chunks: Option<u32>,
     /// Produce 16-px-long-side images instead of real sizes (queue benchmarks).
     pub tiny_output: bool,
 }
@@ -53,6 +55,7 @@ impl Default for LocalConfig {
             seed: 0,
             fail_marker: None,
             fail_units: Vec::new(),
+            stream_fail_after_chunks: None,
             tiny_output: false,
         }
     }
@@ -104,26 +107,6 @@ impl LocalProvider {
                 .is_some_and(|marker| unit.input.to_string().contains(marker))
     }
 
-    fn analysis(&self, unit: &UnitRequest) -> UnitOutcome {
-        let hint = unit.input["requirements"].as_str().unwrap_or("product");
-        UnitOutcome::Success {
-            result: json!({
-                "product_name": format!("Studio product ({hint})"),
-                "category": "general merchandise",
-                "selling_points": ["clean design", "everyday use", "gift-ready packaging"],
-                "materials": ["unknown"],
-                "colors": ["as photographed"],
-                "style": "minimal studio",
-                "design_specs": {"background": "white", "lighting": "soft box"},
-                "image_prompts_seed": [
-                    "the product centred on a seamless white background, soft shadow",
-                    "the product on a light gradient backdrop, three-quarter view"
-                ],
-                "source": "local",
-            }),
-        }
-    }
-
     fn image(&self, unit: &UnitRequest) -> UnitOutcome {
         let ratio = unit.input["aspect_ratio"].as_str().unwrap_or("1:1");
         let size = unit.input["image_size"].as_str().unwrap_or("1K");
@@ -145,8 +128,8 @@ impl LocalProvider {
             },
             _ => None,
         };
-        let white = unit.input["background"].as_str() != Some("gradient");
-        let canvas = compose(width, height, product.as_ref(), white);
+        let background = Background::parse(unit.input["background"].as_str());
+        let canvas = compose(width, height, product.as_ref(), background);
         let mut png = Vec::new();
         if let Err(e) = canvas.write_to(&mut Cursor::new(&mut png), ImageFormat::Png) {
             return UnitOutcome::Permanent {
@@ -214,16 +197,45 @@ impl LocalProvider {
     }
 }
 
-/// A canvas (white, or a light vertical gradient) with the product fitted to 80 %
-/// of it and centred.
-fn compose(width: u32, height: u32, product: Option<&DynamicImage>, white: bool) -> RgbaImage {
+/// The backdrop of a drawn image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Background {
+    White,
+    Gradient,
+    /// The product photo itself, scaled to fill the frame (refinement `original`).
+    Original,
+}
+
+impl Background {
+    fn parse(text: Option<&str>) -> Background {
+        match text {
+            Some("gradient") => Background::Gradient,
+            Some("original") => Background::Original,
+            _ => Background::White,
+        }
+    }
+}
+
+/// A canvas with the product fitted to 80 % of it and centred on a white or gradient
+/// backdrop, or (original) the product photo filling the frame.
+fn compose(
+    width: u32,
+    height: u32,
+    product: Option<&DynamicImage>,
+    background: Background,
+) -> RgbaImage {
+    if let (Background::Original, Some(product)) = (background, product) {
+        return product
+            .resize_to_fill(width, height, imageops::FilterType::Triangle)
+            .to_rgba8();
+    }
     let mut canvas = RgbaImage::from_fn(width, height, |_, y| {
-        if white {
-            Rgba([255, 255, 255, 255])
-        } else {
+        if background == Background::Gradient {
             let t = y as f32 / height.max(1) as f32;
             let c = (250.0 - 40.0 * t) as u8;
             Rgba([c, c, 255, 255])
+        } else {
+            Rgba([255, 255, 255, 255])
         }
     });
     if let Some(product) = product {
@@ -258,14 +270,108 @@ impl Provider for LocalProvider {
             ));
         }
         match unit.job_type {
-            JobType::Analysis => self.analysis(unit),
+            JobType::Analysis => UnitOutcome::Permanent {
+                code: ErrorCode::ANALYSIS_FAILED,
+                message: "analysis units are text work".into(),
+            },
             JobType::ImageGen | JobType::StyleReplicate => self.image(unit),
         }
     }
+
+    fn stream_text(
+        &self,
+        request: &TextRequest,
+        sink: &mut dyn TextSink,
+    ) -> Result<(), ProviderError> {
+        let marked = self
+            .config
+            .fail_marker
+            .as_deref()
+            .is_some_and(|m| request.input.to_string().contains(m));
+        if marked {
+            return Err(ProviderError::permanent(
+                ErrorCode::UPSTREAM_ERROR,
+                "forced failure (fail_marker)",
+            ));
+        }
+        let chunks = match request.purpose {
+            TextPurpose::ProductAnalysis | TextPurpose::RepairJson => {
+                vec![analysis_json(&request.input).to_string()]
+            }
+            TextPurpose::Prompts => prompt_chunks(
+                &request.input["analysis"],
+                request.input["image_count"].as_u64().unwrap_or(1) as usize,
+            ),
+            TextPurpose::RefinementPrompt => vec![format!(
+                "Studio refinement of {}: keep the product exactly, even soft light, crisp edges.",
+                request.input["product_image"]
+                    .as_str()
+                    .map(|p| p.rsplit('/').next().unwrap_or(p))
+                    .unwrap_or("the product")
+            )],
+            TextPurpose::StyleDimensions => vec![json!({
+                "selections": {"background": "seamless white", "lighting": "soft box",
+                               "composition": "centred", "mood": "clean"},
+                "confidence": 0.6,
+            })
+            .to_string()],
+        };
+        for (i, chunk) in chunks.iter().enumerate() {
+            if self.config.stream_fail_after_chunks == Some(i as u32) {
+                return Err(ProviderError {
+                    code: ErrorCode::UPSTREAM_ERROR,
+                    message: format!("simulated stream failure after {i} chunks"),
+                    retryable: true,
+                    retry_after_ms: None,
+                });
+            }
+            if i > 0 && !self.wait(sink) {
+                return Ok(());
+            }
+            if !sink.delta(chunk) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LocalProvider {
+    /// Sleeps `delay_ms` between streamed chunks, waking every 20 ms to see whether the
+    /// listener has gone. False if it has.
+    fn wait(&self, sink: &dyn TextSink) -> bool {
+        let until = std::time::Instant::now() + Duration::from_millis(self.config.delay_ms);
+        while std::time::Instant::now() < until {
+            if sink.cancelled() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(until - std::time::Instant::now()));
+        }
+        !sink.cancelled()
+    }
+}
+
+/// The analysis the local provider "sees" in any product photo.
+fn analysis_json(input: &Value) -> Value {
+    let hint = input["requirements"].as_str().unwrap_or("product");
+    json!({
+        "product_name": format!("Studio product ({hint})"),
+        "category": "general merchandise",
+        "selling_points": ["clean design", "everyday use", "gift-ready packaging"],
+        "materials": ["unknown"],
+        "colors": ["as photographed"],
+        "style": "minimal studio",
+        "design_specs": {"background": "white", "lighting": "soft box"},
+        "image_prompts_seed": [
+            "the product centred on a seamless white background, soft shadow",
+            "the product on a light gradient backdrop, three-quarter view"
+        ],
+        "source": "local",
+    })
 }
 
 /// Text the local provider "writes" for prompt streaming: deterministic, in chunks.
-pub fn prompt_chunks(analysis: &Value, count: usize) -> Vec<String> {
+fn prompt_chunks(analysis: &Value, count: usize) -> Vec<String> {
     let name = analysis["product_name"].as_str().unwrap_or("the product");
     (1..=count.max(1))
         .map(|i| format!("Prompt {i}: {name}, centred, soft studio light, clean background.\n"))

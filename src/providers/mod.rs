@@ -6,6 +6,7 @@ pub mod local;
 use serde_json::Value;
 
 use crate::domain::jobs::{JobType, UnitOutcome};
+use crate::domain::ErrorCode;
 
 /// One unit of work handed to a provider.
 #[derive(Debug, Clone)]
@@ -23,11 +24,112 @@ pub struct UnitRequest {
     pub input: Value,
 }
 
-/// A provider of generation work. `run_unit` blocks; it is never called on the async
-/// runtime's worker threads.
+/// What a text call is for (providers that are not real models answer by purpose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextPurpose {
+    /// A product analysis as one JSON object.
+    ProductAnalysis,
+    /// A second try at turning broken model output into that JSON object.
+    RepairJson,
+    /// Image prompts for the seller, streamed.
+    Prompts,
+    /// A product-specific prompt for one refinement unit.
+    RefinementPrompt,
+    /// Style dimension selections as one JSON object.
+    StyleDimensions,
+}
+
+/// A text (chat) call: instructions, the user's message, images to look at.
+#[derive(Debug, Clone)]
+pub struct TextRequest {
+    pub purpose: TextPurpose,
+    /// The upstream model id.
+    pub model: String,
+    pub system: String,
+    pub user: String,
+    /// Image references the model should see.
+    pub images: Vec<String>,
+    /// The structured input the text was written from.
+    pub input: Value,
+}
+
+/// Why an upstream call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// 429, 5xx, timeouts, connection errors.
+    pub retryable: bool,
+    pub retry_after_ms: Option<u64>,
+}
+
+impl ProviderError {
+    /// A failure that another attempt will not fix.
+    pub fn permanent(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProviderError {
+            code,
+            message: message.into(),
+            retryable: false,
+            retry_after_ms: None,
+        }
+    }
+
+    /// The unit outcome this failure means.
+    pub fn into_outcome(self) -> UnitOutcome {
+        if self.retryable {
+            UnitOutcome::Retryable {
+                code: self.code,
+                message: self.message,
+                retry_after_ms: self.retry_after_ms,
+            }
+        } else {
+            UnitOutcome::Permanent {
+                code: self.code,
+                message: self.message,
+            }
+        }
+    }
+}
+
+/// Where streamed text goes.
+pub trait TextSink {
+    /// Takes the next piece of text; false when nobody listens any more (stop).
+    fn delta(&mut self, text: &str) -> bool;
+    /// Whether the listener has gone (checked while waiting on the upstream).
+    fn cancelled(&self) -> bool;
+}
+
+/// A provider of generation work. Its methods block; they are never called on the
+/// async runtime's worker threads.
 pub trait Provider: Send + Sync + 'static {
     /// The provider's name in the catalog (`local`, `openrouter`, …).
     fn name(&self) -> &str;
-    /// Does the unit and says how it went.
+    /// Makes one image and says how it went.
     fn run_unit(&self, unit: &UnitRequest) -> UnitOutcome;
+    /// Writes text, handing it to `sink` piece by piece as the upstream streams it.
+    fn stream_text(
+        &self,
+        request: &TextRequest,
+        sink: &mut dyn TextSink,
+    ) -> Result<(), ProviderError>;
+}
+
+/// Collects a whole text answer.
+pub fn complete_text(
+    provider: &dyn Provider,
+    request: &TextRequest,
+) -> Result<String, ProviderError> {
+    struct Collect(String);
+    impl TextSink for Collect {
+        fn delta(&mut self, text: &str) -> bool {
+            self.0.push_str(text);
+            true
+        }
+        fn cancelled(&self) -> bool {
+            false
+        }
+    }
+    let mut sink = Collect(String::new());
+    provider.stream_text(request, &mut sink)?;
+    Ok(sink.0)
 }

@@ -1,0 +1,7 @@
+//! Generation: request types for each endpoint, the rules they follow, and the unit
+//! pipeline that turns a queued unit into provider calls.
+
+pub mod fields;
+pub mod pipeline;
+pub mod requests;
+pub mod rules;

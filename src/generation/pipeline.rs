@@ -1,0 +1,293 @@
+//! What running one queued unit means, whatever the provider: product analysis as text
+//! with one JSON repair; refinement's analysis step with a generic fallback; every
+//! image output checked against the requested ratio.
+
+use serde_json::{json, Map, Value};
+
+use crate::domain::jobs::{ratio_error, JobType, UnitOutcome};
+use crate::domain::ErrorCode;
+use crate::providers::{complete_text, Provider, TextPurpose, TextRequest, UnitRequest};
+
+/// The prompt a refinement unit falls back to when its analysis step fails.
+pub const GENERIC_REFINEMENT_PROMPT: &str = "Professional e-commerce product photo: keep the \
+product exactly as it is, clean the background, even soft studio light, crisp edges.";
+
+/// Text keys every analysis result carries (missing ones are added empty).
+const ANALYSIS_TEXT_KEYS: &[&str] = &["product_name", "category", "style"];
+/// List keys every analysis result carries.
+const ANALYSIS_LIST_KEYS: &[&str] = &[
+    "selling_points",
+    "materials",
+    "colors",
+    "image_prompts_seed",
+];
+
+/// Settings of the pipeline from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineSettings {
+    /// Allowed relative difference between an output's ratio and the requested one.
+    pub ratio_tolerance: f64,
+}
+
+/// Runs one unit on `provider`.
+pub fn run_unit(
+    provider: &dyn Provider,
+    unit: &UnitRequest,
+    settings: PipelineSettings,
+) -> UnitOutcome {
+    match unit.job_type {
+        JobType::Analysis => analyze_product(provider, unit),
+        JobType::ImageGen | JobType::StyleReplicate => {
+            let mut unit = unit.clone();
+            let prompt_source = if unit.input["mode"] == "refinement" {
+                Some(write_refinement_prompt(provider, &mut unit))
+            } else {
+                None
+            };
+            let outcome = check_ratio(provider.run_unit(&unit), &unit.input, settings);
+            match (outcome, prompt_source) {
+                (UnitOutcome::Success { mut result }, Some(source)) => {
+                    result["prompt_source"] = json!(source);
+                    UnitOutcome::Success { result }
+                }
+                (outcome, _) => outcome,
+            }
+        }
+    }
+}
+
+/// Asks the model for a product-specific prompt; on failure keeps the generic one.
+/// Returns where the prompt came from: `analysis` or `fallback`.
+fn write_refinement_prompt(provider: &dyn Provider, unit: &mut UnitRequest) -> &'static str {
+    let product = unit.input["product_image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let request = TextRequest {
+        purpose: TextPurpose::RefinementPrompt,
+        model: unit.model.clone(),
+        system: "You write one image-editing prompt for an e-commerce product photo. \
+                 Describe the product precisely and ask for a clean studio result."
+            .into(),
+        user: format!(
+            "Background: {}. Write the prompt.",
+            unit.input["background"].as_str().unwrap_or("white")
+        ),
+        images: vec![product],
+        input: unit.input.clone(),
+    };
+    match complete_text(provider, &request) {
+        Ok(text) if !text.trim().is_empty() => {
+            unit.input["prompt"] = json!(text.trim());
+            "analysis"
+        }
+        Ok(_) => "fallback",
+        Err(err) => {
+            tracing::warn!(task_id = %unit.task_id, error = %err.message,
+                "refinement analysis failed; using the generic prompt");
+            "fallback"
+        }
+    }
+}
+
+/// Fails a successful image unit whose output ratio is off by more than the tolerance.
+fn check_ratio(outcome: UnitOutcome, input: &Value, settings: PipelineSettings) -> UnitOutcome {
+    let UnitOutcome::Success { result } = &outcome else {
+        return outcome;
+    };
+    let (Some(w), Some(h), Some(ratio)) = (
+        result["width"].as_u64(),
+        result["height"].as_u64(),
+        input["aspect_ratio"].as_str(),
+    ) else {
+        return outcome;
+    };
+    match ratio_error(w as u32, h as u32, ratio) {
+        Some(off) if off > settings.ratio_tolerance => UnitOutcome::Permanent {
+            code: ErrorCode::MODEL_RATIO_UNSUPPORTED,
+            message: format!(
+                "the model returned {w}×{h}, {:.1} % off the requested {ratio}",
+                off * 100.0
+            ),
+        },
+        _ => outcome,
+    }
+}
+
+/// Product analysis: one JSON object from the vision model, repaired once if needed.
+fn analyze_product(provider: &dyn Provider, unit: &UnitRequest) -> UnitOutcome {
+    let images: Vec<String> = unit.input["product_images"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let request = TextRequest {
+        purpose: TextPurpose::ProductAnalysis,
+        model: unit.model.clone(),
+        system: ANALYSIS_INSTRUCTIONS.into(),
+        user: format!(
+            "Seller requirements: {}. Answer in language: {}.",
+            unit.input["requirements"].as_str().unwrap_or("none"),
+            unit.input["output_language"].as_str().unwrap_or("en")
+        ),
+        images,
+        input: unit.input.clone(),
+    };
+    let first = match complete_text(provider, &request) {
+        Ok(text) => text,
+        Err(err) => return err.into_outcome(),
+    };
+    if let Some(analysis) = parse_json_object(&first) {
+        return UnitOutcome::Success {
+            result: complete_analysis(analysis),
+        };
+    }
+    let repair = TextRequest {
+        purpose: TextPurpose::RepairJson,
+        system: "Turn the text into one valid JSON object with the same content. \
+                 Answer with the JSON only."
+            .into(),
+        user: first,
+        images: Vec::new(),
+        ..request
+    };
+    match complete_text(provider, &repair).map(|text| parse_json_object(&text)) {
+        Ok(Some(analysis)) => UnitOutcome::Success {
+            result: complete_analysis(analysis),
+        },
+        Ok(None) => UnitOutcome::Permanent {
+            code: ErrorCode::ANALYSIS_FAILED,
+            message: "the model did not answer valid JSON, even after a repair".into(),
+        },
+        Err(err) => err.into_outcome(),
+    }
+}
+
+const ANALYSIS_INSTRUCTIONS: &str = "You analyse e-commerce product photos. Answer with one \
+JSON object with the keys product_name, category, selling_points (array), materials (array), \
+colors (array), style, design_specs (object) and image_prompts_seed (array of prompts).";
+
+/// Adds the analysis keys the model left out.
+fn complete_analysis(mut analysis: Map<String, Value>) -> Value {
+    for key in ANALYSIS_TEXT_KEYS {
+        analysis.entry(key.to_string()).or_insert_with(|| json!(""));
+    }
+    for key in ANALYSIS_LIST_KEYS {
+        analysis.entry(key.to_string()).or_insert_with(|| json!([]));
+    }
+    analysis
+        .entry("design_specs".to_string())
+        .or_insert_with(|| json!({}));
+    Value::Object(analysis)
+}
+
+/// The JSON object in a model's answer: the whole text, or inside a ``` fence, or
+/// from the first `{` to the last `}`.
+pub fn parse_json_object(text: &str) -> Option<Map<String, Value>> {
+    let trimmed = text.trim();
+    let unfenced = trimmed
+        .strip_prefix("```json")
+        .or_else(|| trimmed.strip_prefix("```"))
+        .and_then(|t| t.trim_end().strip_suffix("```"))
+        .unwrap_or(trimmed);
+    let candidates = [
+        Some(unfenced),
+        unfenced
+            .find('{')
+            .zip(unfenced.rfind('}'))
+            .filter(|(a, b)| a < b)
+            .map(|(a, b)| &unfenced[a..=b]),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find_map(|c| serde_json::from_str::<Value>(c).ok()?.as_object().cloned())
+}
+
+/// `analyze-style-dimensions`: the model's selections, or a fixed fallback when the
+/// model fails or answers nonsense.
+pub fn style_dimensions(provider: Option<&dyn Provider>, model: &str, context: &str) -> Value {
+    let answer = provider.and_then(|provider| {
+        let request = TextRequest {
+            purpose: TextPurpose::StyleDimensions,
+            model: model.to_string(),
+            system: "Choose a photo style for the product: answer one JSON object \
+                     {\"selections\": {dimension: value}, \"confidence\": 0..1}."
+                .into(),
+            user: context.to_string(),
+            images: Vec::new(),
+            input: json!({"context": context}),
+        };
+        let text = complete_text(provider, &request)
+            .map_err(|e| tracing::warn!(error = %e.message, "style dimensions failed"))
+            .ok()?;
+        let object = parse_json_object(&text)?;
+        let selections = object.get("selections")?.as_object()?.clone();
+        let confidence = object
+            .get("confidence")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.5)
+            .clamp(0.0, 1.0);
+        Some((selections, confidence))
+    });
+    match answer {
+        Some((selections, confidence)) => json!({
+            "selections": selections, "confidence": confidence, "source": "model", "model": model,
+        }),
+        None => json!({
+            "selections": {"background": "seamless white", "lighting": "soft studio",
+                           "composition": "centred", "mood": "clean"},
+            "confidence": 0.0, "source": "fallback", "model": model,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_found_in_fences_and_prose() {
+        assert!(parse_json_object("{\"a\":1}").is_some());
+        assert!(parse_json_object("```json\n{\"a\":1}\n```").is_some());
+        assert!(parse_json_object("Here it is: {\"a\": {\"b\": 2}} hope it helps").is_some());
+        assert!(parse_json_object("[1,2]").is_none());
+        assert!(parse_json_object("{\"a\":").is_none());
+    }
+
+    #[test]
+    fn missing_analysis_keys_are_added() {
+        let done = complete_analysis(parse_json_object("{\"product_name\":\"mug\"}").unwrap());
+        assert_eq!(done["product_name"], "mug");
+        assert_eq!(done["selling_points"], json!([]));
+        assert_eq!(done["design_specs"], json!({}));
+    }
+
+    #[test]
+    fn a_wrong_output_ratio_fails_the_unit() {
+        let settings = PipelineSettings {
+            ratio_tolerance: 0.03,
+        };
+        let input = json!({"aspect_ratio": "21:9"});
+        let gemini = UnitOutcome::Success {
+            result: json!({"width": 1536, "height": 672}),
+        };
+        assert!(matches!(
+            check_ratio(gemini, &input, settings),
+            UnitOutcome::Success { .. }
+        ));
+        let square = UnitOutcome::Success {
+            result: json!({"width": 1024, "height": 1024}),
+        };
+        assert!(matches!(
+            check_ratio(square, &input, settings),
+            UnitOutcome::Permanent {
+                code: ErrorCode::MODEL_RATIO_UNSUPPORTED,
+                ..
+            }
+        ));
+    }
+}
