@@ -188,3 +188,140 @@ pub async fn assert_gotrue_error(res: Response, status: u16, error_code: &str) -
     assert!(body["msg"].as_str().is_some_and(|m| !m.is_empty()));
     body
 }
+
+// ---- Generation helpers (generation_validation.rs, generation_flows.rs) ----
+
+/// A real PNG of `width`×`height`: one flat colour, or (`noisy`) pixels that do not
+/// compress, so the file is about `width × height × 4` bytes.
+pub fn png_bytes(width: u32, height: u32, noisy: bool) -> Vec<u8> {
+    let mut state: u32 = 0x9E37_79B9;
+    let img = image::RgbaImage::from_fn(width, height, |_, _| {
+        if !noisy {
+            return image::Rgba([200, 30, 30, 255]);
+        }
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let [r, g, b, _] = state.to_le_bytes();
+        image::Rgba([r, g, b, 255])
+    });
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .expect("png encodes");
+    bytes
+}
+
+/// `bytes` as a `data:image/png;base64,…` URI.
+pub fn png_data_uri(bytes: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// A small flat product photo as a data URI.
+pub fn small_png() -> String {
+    png_data_uri(&png_bytes(8, 8, false))
+}
+
+/// Writes a real PNG straight into the `uploads` bucket under `key` and returns its
+/// public URL path (`/storage/v1/object/public/uploads/<key>`).
+pub fn write_upload(app: &TestApp, key: &str) -> String {
+    let path = app.data_dir.join("storage").join("uploads").join(key);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("uploads dir");
+    std::fs::write(&path, png_bytes(40, 30, false)).expect("upload written");
+    format!("/storage/v1/object/public/uploads/{key}")
+}
+
+/// `base` with the fields of `extra` set (a `null` in `extra` removes the field).
+pub fn with(base: &Value, extra: Value) -> Value {
+    let mut out = base.clone();
+    let fields = out.as_object_mut().expect("base is an object");
+    for (key, value) in extra.as_object().expect("extra is an object") {
+        if value.is_null() {
+            fields.remove(key);
+        } else {
+            fields.insert(key.clone(), value.clone());
+        }
+    }
+    out
+}
+
+impl TestApp {
+    /// `POST /functions/v1/<function>` with a Bearer token.
+    pub async fn call(&self, function: &str, token: &str, body: &Value) -> Response {
+        self.post_json(&format!("/functions/v1/{function}"), Some(token), body)
+            .await
+    }
+
+    /// Calls a job-creating function, asserts the ack and returns the job id.
+    pub async fn start_job(&self, function: &str, token: &str, body: &Value) -> String {
+        let ack = json_with_status(self.call(function, token, body).await, 200).await;
+        assert_eq!(ack["status"], "processing", "{ack}");
+        ack["job_id"].as_str().expect("job_id").to_string()
+    }
+
+    /// The caller's `credits` object from `GET /v1/me`.
+    pub async fn credits(&self, token: &str) -> Value {
+        json_with_status(self.get("/v1/me", Some(token)).await, 200).await["credits"].clone()
+    }
+
+    /// How many jobs `GET /v1/jobs` lists for the caller.
+    pub async fn job_count(&self, token: &str) -> usize {
+        let list = json_with_status(self.get("/v1/jobs?limit=100", Some(token)).await, 200).await;
+        list["jobs"].as_array().expect("jobs").len()
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub async fn job(&self, token: &str, job_id: &str) -> Value {
+        json_with_status(
+            self.get(&format!("/v1/jobs/{job_id}"), Some(token)).await,
+            200,
+        )
+        .await
+    }
+
+    /// Polls a job until it leaves `processing` (30 s at most).
+    pub async fn wait_job(&self, token: &str, job_id: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let job = self.job(token, job_id).await;
+            if job["status"] != "processing" {
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job never finished: {job}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// An admin gives `user_id` `amount` credits.
+    pub async fn grant_credits(&self, admin: &TestUser, user_id: &str, amount: i64) {
+        let body = json!({"user_id": user_id, "amount": amount, "reason": "test credits",
+                          "idempotency_key": uuid::Uuid::now_v7().to_string()});
+        let res = self
+            .post_json("/v1/admin/credits", Some(&admin.access_token), &body)
+            .await;
+        json_with_status(res, 200).await;
+    }
+
+    /// Downloads a result image and returns its decoded `(width, height)`.
+    pub async fn image_size(&self, url: &str) -> (u32, u32) {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            self.url(url)
+        };
+        let res = self.client.get(url).send().await.expect("request");
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "image/png");
+        let img = image::load_from_memory(&res.bytes().await.expect("bytes")).expect("a PNG");
+        (img.width(), img.height())
+    }
+}
