@@ -176,3 +176,9 @@ CREATE TABLE prompt_streams (
     created_at  INTEGER NOT NULL
 );
 CREATE INDEX prompt_streams_user ON prompt_streams(user_id, created_at);
+
+-- migration: 5
+-- Fair scheduling walks the users with queued work (a skip-scan over this index) and
+-- takes each one's oldest due units, instead of ranking the whole queue.
+CREATE INDEX generation_tasks_user_queue ON generation_tasks(provider, user_id, run_after)
+    WHERE status = 'queued';

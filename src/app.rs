@@ -27,7 +27,7 @@ use crate::domain::jobs::RetryPolicy;
 use crate::generation::pipeline::PipelineSettings;
 use crate::providers::local::LocalProvider;
 use crate::providers::Provider;
-use crate::storage::LocalStorage;
+use crate::storage::{LocalStorage, UploadSigner};
 use std::sync::atomic::AtomicUsize;
 
 /// Everything a request handler may use.
@@ -44,6 +44,8 @@ pub struct AppState {
     pub providers: HashMap<String, Arc<dyn Provider>>,
     /// Prompt streams running now.
     pub prompt_streams: Arc<AtomicUsize>,
+    /// Signs and checks upload URLs.
+    pub upload_signer: UploadSigner,
 }
 
 /// Why the server could not start.
@@ -64,20 +66,45 @@ pub async fn open_db(config: &Config) -> Result<Db, StartError> {
         .map_err(|e| StartError(e.to_string()))
 }
 
-/// Builds the state: database, ledger actor, auth.
-pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
+/// What the command line needs to change accounts and credits: the database, the
+/// ledger actor and auth, without the job queue (which belongs to `serve` alone).
+pub struct Core {
+    pub db: Db,
+    pub ledger: LedgerHandle,
+    pub auth: AuthService,
+    secret: Vec<u8>,
+}
+
+/// Opens the data dir and database and starts the ledger actor.
+pub async fn build_core(config: &Config) -> Result<Core, StartError> {
     std::fs::create_dir_all(&config.data.dir).map_err(|e| {
         StartError(format!(
             "cannot create data dir {}: {e}",
             config.data.dir.display()
         ))
     })?;
-    let db = open_db(&config).await?;
-    let secret = jwt_secret(&config)?;
+    let db = open_db(config).await?;
+    let secret = jwt_secret(config)?;
     let (ledger, _) = LedgerHandle::spawn(db.clone())
         .await
         .map_err(|e| StartError(e.to_string()))?;
     let auth = AuthService::new(db.clone(), ledger.clone(), &secret, config.auth.clone());
+    Ok(Core {
+        db,
+        ledger,
+        auth,
+        secret,
+    })
+}
+
+/// Builds the whole state: the core, storage, providers, the job queue.
+pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
+    let Core {
+        db,
+        ledger,
+        auth,
+        secret,
+    } = build_core(&config).await?;
     let storage = LocalStorage::new(config.data.dir.join("storage"));
     let (job_events, _) = broadcast::channel(1024);
     let providers = build_providers(&config, &storage);
@@ -92,6 +119,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         job_events,
         providers,
         prompt_streams: Arc::new(AtomicUsize::new(0)),
+        upload_signer: UploadSigner::new(&secret),
     }))
 }
 
@@ -202,6 +230,7 @@ pub async fn start(config: Config) -> Result<RunningApp, StartError> {
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
     let state = build_state(config).await?;
+    spawn_temp_sweep(&state);
     let (tx, rx) = oneshot::channel::<()>();
     let routes = crate::http::routes(state.clone());
     let server = tokio::spawn(
@@ -218,6 +247,31 @@ pub async fn start(config: Config) -> Result<RunningApp, StartError> {
         shutdown: Some(tx),
         server,
     })
+}
+
+/// Deletes old `temp` objects now and every `storage.sweep_interval_secs`.
+fn spawn_temp_sweep(state: &Arc<AppState>) {
+    let storage = state.storage.clone();
+    let settings = state.config.storage.clone();
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut every =
+            tokio::time::interval(Duration::from_secs(settings.sweep_interval_secs.max(1)));
+        loop {
+            every.tick().await;
+            if weak.strong_count() == 0 {
+                return;
+            }
+            let storage = storage.clone();
+            let max_age = Duration::from_secs(settings.temp_max_age_secs);
+            match tokio::task::spawn_blocking(move || storage.sweep("temp", max_age)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(removed = n, "swept old temp objects"),
+                Ok(Err(err)) => tracing::warn!(error = %err, "temp sweep failed"),
+                Err(err) => tracing::warn!(error = %err, "temp sweep panicked"),
+            }
+        }
+    });
 }
 
 /// The HS256 secret: configured, or generated once into `<data dir>/jwt_secret` (0600).
@@ -240,10 +294,21 @@ pub fn jwt_secret(config: &Config) -> Result<Vec<u8>, StartError> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    write_private(&path, secret.as_bytes())
-        .map_err(|e| StartError(format!("cannot write {}: {e}", path.display())))?;
-    tracing::info!(path = %path.display(), "generated a new JWT secret");
-    Ok(secret.into_bytes())
+    // Written whole to a private temp file, then linked into place: a process starting
+    // at the same moment either wins the link or reads the winner's complete file.
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let cannot = |e: std::io::Error| StartError(format!("cannot write {}: {e}", path.display()));
+    write_private(&tmp, secret.as_bytes()).map_err(cannot)?;
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "generated a new JWT secret");
+            Ok(secret.into_bytes())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => jwt_secret(config),
+        Err(e) => Err(cannot(e)),
+    }
 }
 
 /// Creates a file readable by its owner only; refuses to overwrite one.

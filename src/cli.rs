@@ -149,7 +149,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
         Command::User(UserCommand::Create(args)) => {
-            let state = app::build_state(config).await?;
+            let state = app::build_core(&config).await?;
             let role = if args.admin { "admin" } else { "authenticated" };
             let user = state
                 .auth
@@ -183,7 +183,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
         Command::Credits(CreditsCommand::Grant(args)) => {
-            let state = app::build_state(config).await?;
+            let state = app::build_core(&config).await?;
             let email = args.email.trim().to_ascii_lowercase();
             let user = state
                 .db

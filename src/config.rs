@@ -27,6 +27,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
     pub generation: GenerationConfig,
+    pub storage: StorageConfig,
     pub providers: ProvidersConfig,
     pub log: LogConfig,
     /// The model catalog; a `[[models]]` list in the file replaces the defaults whole.
@@ -44,9 +45,32 @@ impl Default for Config {
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
             generation: GenerationConfig::default(),
+            storage: StorageConfig::default(),
             providers: ProvidersConfig::default(),
             log: LogConfig::default(),
             models: crate::catalog::default_models(),
+        }
+    }
+}
+
+/// `[storage]`: uploads and housekeeping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Largest upload in bytes.
+    pub upload_max_bytes: u64,
+    /// Objects in the `temp` bucket older than this are deleted (seconds).
+    pub temp_max_age_secs: u64,
+    /// How often the `temp` bucket is swept (seconds).
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            upload_max_bytes: 10 * 1024 * 1024,
+            temp_max_age_secs: 24 * 3600,
+            sweep_interval_secs: 3600,
         }
     }
 }
@@ -187,6 +211,9 @@ pub struct ServerConfig {
     pub json_body_limit_bytes: u64,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// The public base URL (`https://studio.example.com`) used in absolute links such as
+    /// upload URLs. Unset: taken from the request's `Host` header.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -196,6 +223,7 @@ impl Default for ServerConfig {
             cors_origins: vec!["*".into()],
             json_body_limit_bytes: 1024 * 1024,
             trust_forwarded_for: false,
+            public_url: None,
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct SupervisorState {
     args: SupervisorArgs,
     in_flight: HashMap<String, usize>,
     dispatch_scheduled: bool,
+    /// The user served last per provider: the next dispatch starts after them.
+    last_user: HashMap<String, String>,
 }
 
 impl Actor for JobSupervisor {
@@ -78,6 +80,7 @@ impl Actor for JobSupervisor {
             in_flight: args.providers.keys().map(|k| (k.clone(), 0)).collect(),
             args,
             dispatch_scheduled: false,
+            last_user: HashMap::new(),
         };
         // Whatever is `running` now was left by a process that died: recover it.
         recover_expired(&state.args, i64::MAX, "interrupted by a restart").await;
@@ -158,11 +161,20 @@ async fn dispatch(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState)
         let lease_ms = slot.timeout.as_millis() as i64 + 30_000;
         let provider = name.clone();
         let db = state.args.db.clone();
+        let after = state.last_user.get(name).cloned();
+        // Choose on a read connection (no write lock held while ranking), then claim
+        // in one short write transaction; a unit cancelled in between is skipped.
         let claimed = tokio::task::spawn_blocking(move || {
+            let due = db.with_conn(|conn| {
+                jobs::due_tasks(conn, &provider, now_ms(), free, after.as_deref())
+            })?;
+            if due.is_empty() {
+                return Ok(due);
+            }
             db.transaction(|conn| {
                 let now = now_ms();
-                let mut claimed = Vec::new();
-                for unit in jobs::due_tasks(conn, &provider, now, free as u32)? {
+                let mut claimed = Vec::with_capacity(due.len());
+                for unit in due {
                     if jobs::claim_task(conn, &unit.task.id, now + lease_ms, now)? {
                         jobs::touch_job(conn, &unit.task.job_id, now)?;
                         claimed.push(unit);
@@ -183,6 +195,11 @@ async fn dispatch(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState)
                 continue;
             }
         };
+        if let Some(last) = claimed.last() {
+            state
+                .last_user
+                .insert(name.clone(), last.task.user_id.clone());
+        }
         for due in claimed {
             *state.in_flight.entry(name.clone()).or_insert(0) += 1;
             let _ = state.args.events.send(due.task.job_id.clone());

@@ -32,6 +32,58 @@ pub fn verify_dummy(password: &str) {
     let _ = verify(password, stored);
 }
 
+/// A few dedicated threads that run the password work. argon2 allocates 19 MiB per
+/// check; on the runtime's many blocking threads each thread's allocator arena would
+/// keep its own copy, so a burst of logins would leave hundreds of MiB resident.
+#[derive(Clone)]
+pub struct HashPool {
+    jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
+}
+
+impl HashPool {
+    /// Starts `threads` workers.
+    pub fn new(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(1024);
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-{i}"))
+                .spawn(move || loop {
+                    let job = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password thread");
+            }
+        }
+        HashPool { jobs }
+    }
+
+    /// Runs `work` on a pool thread; `None` if the pool is gone.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let _ = tx.send(work());
+        });
+        let jobs = self.jobs.clone();
+        tokio::task::spawn_blocking(move || jobs.send(job))
+            .await
+            .ok()?
+            .ok()?;
+        rx.await.ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

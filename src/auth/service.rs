@@ -40,6 +40,7 @@ pub struct AuthService {
     keys: JwtKeys,
     config: AuthConfig,
     limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    hashing: password::HashPool,
 }
 
 impl AuthService {
@@ -51,6 +52,9 @@ impl AuthService {
             ledger,
             keys: JwtKeys::new(secret),
             limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
+            hashing: password::HashPool::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             config,
         }
     }
@@ -90,9 +94,11 @@ impl AuthService {
         let email = normalize_email(email)?;
         check_password(pass)?;
         let pass = pass.to_string();
-        let hash = tokio::task::spawn_blocking(move || password::hash(&pass))
+        let hash = self
+            .hashing
+            .run(move || password::hash(&pass))
             .await
-            .map_err(|_| AuthError::internal())?
+            .ok_or_else(AuthError::internal)?
             .map_err(|e| {
                 tracing::error!(error = %e, "password hashing failed");
                 AuthError::internal()
@@ -138,17 +144,19 @@ impl AuthService {
             .read(move |conn| accounts::find_login(conn, &email))
             .await?;
         let pass = pass.to_string();
-        let user = tokio::task::spawn_blocking(move || match found {
-            Some((user, hash)) if password::verify(&pass, &hash) => Some(user),
-            Some(_) => None,
-            None => {
-                password::verify_dummy(&pass);
-                None
-            }
-        })
-        .await
-        .map_err(|_| AuthError::internal())?
-        .ok_or_else(AuthError::invalid_credentials)?;
+        let user = self
+            .hashing
+            .run(move || match found {
+                Some((user, hash)) if password::verify(&pass, &hash) => Some(user),
+                Some(_) => None,
+                None => {
+                    password::verify_dummy(&pass);
+                    None
+                }
+            })
+            .await
+            .ok_or_else(AuthError::internal)?
+            .ok_or_else(AuthError::invalid_credentials)?;
         self.start_session(user).await
     }
 

@@ -288,23 +288,43 @@ pub struct DueUnit {
     pub job_type: String,
 }
 
-/// Due queued tasks of a provider, fairly interleaved across users (each user's oldest
-/// first, then each user's second …), at most `limit`.
-pub fn due_tasks(
+/// Users with queued units of a provider, in id order: one index probe per user
+/// (a skip-scan), so the cost does not grow with the depth of the queue.
+pub fn queued_users(conn: &Connection, provider: &str) -> DbResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH RECURSIVE u(id) AS (
+            SELECT MIN(user_id) FROM generation_tasks
+             WHERE status = 'queued' AND provider = ?1
+            UNION ALL
+            SELECT (SELECT MIN(user_id) FROM generation_tasks
+                     WHERE status = 'queued' AND provider = ?1 AND user_id > u.id)
+              FROM u WHERE u.id IS NOT NULL)
+         SELECT id FROM u WHERE id IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([provider], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One user's due units of a provider, oldest first.
+fn due_units_of_user(
     conn: &Connection,
     provider: &str,
+    user_id: &str,
     now: i64,
-    limit: u32,
+    limit: usize,
 ) -> DbResult<Vec<DueUnit>> {
+    let columns = TASK_COLUMNS
+        .split(',')
+        .map(|c| format!("t.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {TASK_COLUMNS}, model, type FROM (
-            SELECT t.*, j.model, j.type,
-                   ROW_NUMBER() OVER (PARTITION BY t.user_id ORDER BY t.run_after, t.id) AS turn
-            FROM generation_tasks t JOIN generation_jobs j ON j.id = t.job_id
-            WHERE t.status = 'queued' AND t.provider = ?1 AND t.run_after <= ?2)
-         ORDER BY turn, run_after, id LIMIT ?3"
+        "SELECT {columns}, j.model, j.type FROM generation_tasks t
+           JOIN generation_jobs j ON j.id = t.job_id
+          WHERE t.status = 'queued' AND t.provider = ?1 AND t.user_id = ?2 AND t.run_after <= ?3
+          ORDER BY t.run_after, t.id LIMIT ?4"
     ))?;
-    let rows = stmt.query_map(params![provider, now, limit], |r| {
+    let rows = stmt.query_map(params![provider, user_id, now, limit as i64], |r| {
         Ok(DueUnit {
             task: task_from_row(r)?,
             model: r.get(14)?,
@@ -312,6 +332,53 @@ pub fn due_tasks(
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Due queued units of a provider, at most `limit`, taken round robin across users:
+/// starting with the first user after `after_user` (the last one served), each user's
+/// oldest unit, then each user's second, and so on.
+pub fn due_tasks(
+    conn: &Connection,
+    provider: &str,
+    now: i64,
+    limit: usize,
+    after_user: Option<&str>,
+) -> DbResult<Vec<DueUnit>> {
+    let mut users = queued_users(conn, provider)?;
+    if users.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let start = after_user
+        .map(|after| users.partition_point(|u| u.as_str() <= after) % users.len())
+        .unwrap_or(0);
+    users.rotate_left(start);
+    let per_user = limit.div_ceil(users.len()).max(1);
+    let mut queues = Vec::new();
+    for user in &users {
+        if queues.len() >= limit {
+            break;
+        }
+        let units = due_units_of_user(conn, provider, user, now, per_user)?;
+        if !units.is_empty() {
+            queues.push(units.into_iter());
+        }
+    }
+    let mut picked = Vec::with_capacity(limit);
+    while picked.len() < limit {
+        let before = picked.len();
+        for queue in queues.iter_mut() {
+            if picked.len() == limit {
+                break;
+            }
+            if let Some(unit) = queue.next() {
+                picked.push(unit);
+            }
+        }
+        if picked.len() == before {
+            break;
+        }
+    }
+    Ok(picked)
 }
 
 /// Claims a queued task: `running`, one more attempt, a lease. False if it was taken.
@@ -626,4 +693,63 @@ pub fn audit_jobs(conn: &Connection) -> DbResult<Vec<(String, String)>> {
         }
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::migrate::migrate;
+
+    fn seed(conn: &Connection, users: &[(&str, usize)]) {
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        for (user, count) in users {
+            let job = format!("job-{user}");
+            conn.execute(
+                "INSERT INTO generation_jobs (id, user_id, type, provider, model, payload,
+                    unit_cost, units_total, created_at, updated_at)
+                 VALUES (?1, ?2, 'IMAGE_GEN', 'local', 'local', '{}', 1, ?3, 0, 0)",
+                params![job, user, *count as i64],
+            )
+            .unwrap();
+            for i in 0..*count {
+                conn.execute(
+                    "INSERT INTO generation_tasks (id, job_id, user_id, unit_index, provider,
+                        run_after, input, cost, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'local', ?4, '{}', 1, 0, 0)",
+                    params![format!("{user}-{i:03}"), job, user, i as i64],
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    fn owners(units: &[DueUnit]) -> Vec<String> {
+        units.iter().map(|u| u.task.user_id.clone()).collect()
+    }
+
+    #[test]
+    fn units_are_taken_round_robin_across_users() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        seed(&conn, &[("a", 50), ("b", 2), ("c", 1)]);
+        assert_eq!(queued_users(&conn, "local").unwrap(), vec!["a", "b", "c"]);
+        let picked = due_tasks(&conn, "local", 1_000, 5, None).unwrap();
+        assert_eq!(owners(&picked), vec!["a", "b", "c", "a", "b"]);
+        assert_eq!(picked[0].task.id, "a-000");
+        assert_eq!(picked[3].task.id, "a-001");
+        // The next pass starts after the last user served.
+        let picked = due_tasks(&conn, "local", 1_000, 2, Some("b")).unwrap();
+        assert_eq!(owners(&picked), vec!["c", "a"]);
+        let picked = due_tasks(&conn, "local", 1_000, 2, Some("c")).unwrap();
+        assert_eq!(owners(&picked), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn units_in_backoff_wait() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        seed(&conn, &[("a", 3)]);
+        let picked = due_tasks(&conn, "local", 1, 10, None).unwrap();
+        assert_eq!(picked.len(), 2, "units with run_after 0 and 1 only");
+    }
 }

@@ -1,0 +1,224 @@
+//! Files: signed upload URLs, uploads sniffed and capped, objects served with ETag,
+//! ranges and HEAD, keys that cannot escape the storage root.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::{json_with_status, png_bytes, spawn_app_with, TestApp};
+use serde_json::{json, Value};
+
+async fn sts(app: &TestApp, token: &str, body: Value) -> Value {
+    json_with_status(app.call("get-oss-sts", token, &body).await, 200).await
+}
+
+async fn put(app: &TestApp, url: &str, bytes: Vec<u8>) -> reqwest::Response {
+    app.client.put(url).body(bytes).send().await.unwrap()
+}
+
+/// Upload → read back byte-identical (GET, HEAD, range, conditional GET).
+#[tokio::test]
+async fn uploads_come_back_byte_identical() {
+    let app = spawn_app_with(|_| {}).await;
+    let user = app.new_user().await;
+    let grant = sts(
+        &app,
+        &user.access_token,
+        json!({"prefix": "products", "bucket": "uploads"}),
+    )
+    .await;
+    assert_eq!(grant["provider"], "local");
+    assert_eq!(grant["uploadMethod"], "PUT");
+    assert_eq!(grant["bucket"], "uploads");
+    assert_eq!(grant["pathPrefix"], "products");
+    for empty in [
+        "region",
+        "accessKeyId",
+        "policy",
+        "signature",
+        "securityToken",
+    ] {
+        assert_eq!(grant[empty], "", "{empty}");
+    }
+    let key = grant["objectKey"].as_str().unwrap();
+    assert!(key.starts_with(&format!("{}/products/", user.id)), "{key}");
+
+    let png = png_bytes(64, 48, true);
+    let stored = json_with_status(
+        put(&app, grant["uploadUrl"].as_str().unwrap(), png.clone()).await,
+        200,
+    )
+    .await;
+    assert_eq!(stored["key"], key);
+    let url = stored["url"].as_str().unwrap();
+    assert!(url.ends_with(&format!("/storage/v1/object/public/uploads/{key}")));
+
+    let got = app.client.get(url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "image/png");
+    let etag = got.headers()["etag"].to_str().unwrap().to_string();
+    assert!(got.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+    assert_eq!(got.bytes().await.unwrap().to_vec(), png);
+
+    let head = app.client.head(url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        png.len().to_string().as_str()
+    );
+
+    let part = app
+        .client
+        .get(url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 10-19/{}", png.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap().to_vec(), png[10..20].to_vec());
+    let bad = app
+        .client
+        .get(url)
+        .header("range", "bytes=999999-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 416);
+
+    let same = app
+        .client
+        .get(url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 304);
+
+    // The uploaded photo is a valid product image for a job.
+    let body = json!({"model": "local", "prompt": "a box", "productImage": url});
+    json_with_status(
+        app.call("generate-image", &user.access_token, &body).await,
+        200,
+    )
+    .await;
+    app.stop().await;
+}
+
+/// Not an image → 415; over the limit → 413; the object is not written.
+#[tokio::test]
+async fn uploads_are_sniffed_and_capped() {
+    let app = spawn_app_with(|c| c.storage.upload_max_bytes = 4096).await;
+    let user = app.new_user().await;
+    let grant = sts(&app, &user.access_token, json!({"prefix": "p"})).await;
+    let upload_url = grant["uploadUrl"].as_str().unwrap();
+    let res = put(&app, upload_url, b"GIF89a not allowed".to_vec()).await;
+    common::assert_envelope(res, 415, "BAD_REQUEST").await;
+    let res = put(&app, upload_url, png_bytes(200, 200, true)).await;
+    common::assert_envelope(res, 413, "BAD_REQUEST").await;
+    let object = format!(
+        "{}/storage/v1/object/public/temp/{}",
+        app.base,
+        grant["objectKey"].as_str().unwrap()
+    );
+    let res = app.client.get(object).send().await.unwrap();
+    common::assert_envelope(res, 404, "NOT_FOUND").await;
+    app.stop().await;
+}
+
+/// A forged, altered or expired upload URL is 403; bad get-oss-sts bodies are 400.
+#[tokio::test]
+async fn upload_urls_are_signed_and_expire() {
+    let app = spawn_app_with(|_| {}).await;
+    let user = app.new_user().await;
+    let grant = sts(
+        &app,
+        &user.access_token,
+        json!({"prefix": "p", "expiresIn": 60}),
+    )
+    .await;
+    let upload_url = grant["uploadUrl"].as_str().unwrap().to_string();
+    let png = png_bytes(8, 8, false);
+    let expires = grant["expire"].as_i64().unwrap();
+    for forged in [
+        upload_url.replace("/temp/", "/uploads/"),
+        upload_url.replace(
+            &format!("expires={expires}"),
+            &format!("expires={}", expires + 3600),
+        ),
+        upload_url.replace("&sig=", "&sig=AAAA"),
+        upload_url.split('?').next().unwrap().to_string(),
+    ] {
+        let res = put(&app, &forged, png.clone()).await;
+        common::assert_envelope(res, 403, "FORBIDDEN").await;
+    }
+    // An expired URL: sign one that ended a second ago with the server's own signer.
+    let signer = &app.running.as_ref().unwrap().state.upload_signer;
+    let key = format!("{}/p/late.png", user.id);
+    let past = expires - 3600;
+    let sig = signer.sign("temp", &key, past, 10_485_760);
+    let late = format!(
+        "{}/storage/v1/object/upload/temp/{key}?expires={past}&max=10485760&sig={sig}",
+        app.base
+    );
+    let res = put(&app, &late, png.clone()).await;
+    common::assert_envelope(res, 403, "FORBIDDEN").await;
+
+    for bad in [
+        json!({"prefix": "p", "expiresIn": 59}),
+        json!({"prefix": "p", "expiresIn": 3601}),
+        json!({"prefix": "p", "bucket": "generated"}),
+        json!({"prefix": ""}),
+        json!({"prefix": "p", "surprise": true}),
+        json!({"prefix": "p", "key": "../../etc/passwd"}),
+    ] {
+        let res = app.call("get-oss-sts", &user.access_token, &bad).await;
+        common::assert_envelope(res, 400, "BAD_REQUEST").await;
+    }
+    let res = app
+        .post_json("/functions/v1/get-oss-sts", None, &json!({"prefix": "p"}))
+        .await;
+    common::assert_envelope(res, 401, "UNAUTHORIZED").await;
+    app.stop().await;
+}
+
+/// Keys with `..`, NUL or backslashes never reach the file system: 400.
+/// (Multi-threaded: the raw socket below blocks its thread while the server answers.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_keys_cannot_escape_the_storage_root() {
+    let app = spawn_app_with(|_| {}).await;
+    std::fs::write(app.data_dir.join("secret.txt"), b"do not serve").unwrap();
+    for path in [
+        "/storage/v1/object/public/uploads/../../secret.txt",
+        "/storage/v1/object/public/uploads/a/../../../secret.txt",
+        "/storage/v1/object/public/uploads/a%00b",
+        "/storage/v1/object/public/uploads/a\\b",
+    ] {
+        // A raw request line, so that no client normalises the path first.
+        let mut stream = std::net::TcpStream::connect(app.addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let status = answer.split_whitespace().nth(1).unwrap_or("");
+        assert!(status == "400" || status == "404", "{path}: {answer}");
+        assert!(!answer.contains("do not serve"), "{path}");
+    }
+    let res = app
+        .get(
+            "/storage/v1/object/public/uploads/..%2F..%2Fsecret.txt",
+            None,
+        )
+        .await;
+    assert!(matches!(res.status().as_u16(), 400 | 404));
+    app.stop().await;
+}
