@@ -446,7 +446,7 @@ fn refresh_job(conn: &Connection, job_id: &str, now: i64) -> Result<bool, ApiErr
 
 /// A job as readers see it, with its unit counts: a processing job carries its live
 /// progress snapshot (the stored one may be up to a second old).
-pub fn read_job(conn: &Connection, job_id: &str) -> Result<Option<(Job, UnitCounts)>, ApiError> {
+pub fn read_job(conn: &Connection, job_id: &str) -> crate::db::DbResult<Option<(Job, UnitCounts)>> {
     let Some(mut job) = jobs::get_job(conn, job_id)? else {
         return Ok(None);
     };

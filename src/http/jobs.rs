@@ -56,8 +56,8 @@ async fn owned_job(
 ) -> Result<(Job, UnitCounts), ApiError> {
     state
         .db
-        .read(move |conn| Ok(read_job(conn, &id)))
-        .await??
+        .read(move |conn| read_job(conn, &id))
+        .await?
         .filter(|(job, _)| job.user_id == user_id)
         .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "job not found"))
 }
@@ -80,12 +80,17 @@ async fn list_jobs(state: State, query: HashMap<String, String>, req: Request) -
                     limit,
                     before.as_deref(),
                 )?;
-                jobs.into_iter()
-                    .map(|job| {
+                // Processing jobs are re-read with their live progress snapshot.
+                let mut page = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    if job.status == "processing" {
+                        page.extend(read_job(conn, &job.id)?);
+                    } else {
                         let counts = jobs::unit_counts(conn, &job.id)?;
-                        Ok((job, counts))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
+                        page.push((job, counts));
+                    }
+                }
+                Ok(page)
             })
             .await?;
         let next = next_cursor(list.len(), limit, list.last().map(|(j, _)| &j.id));
