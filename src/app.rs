@@ -24,6 +24,7 @@ use crate::auth::AuthService;
 use crate::config::Config;
 use crate::db::Db;
 use crate::domain::jobs::RetryPolicy;
+use crate::fetch::{FetchPolicy, Fetcher};
 use crate::generation::pipeline::PipelineSettings;
 use crate::providers::local::LocalProvider;
 use crate::providers::Provider;
@@ -131,6 +132,11 @@ fn build_providers(config: &Config, storage: &LocalStorage) -> HashMap<String, A
         Arc::new(LocalProvider::new(
             config.providers.local.clone(),
             storage.clone(),
+            Fetcher::new(FetchPolicy {
+                allow_private: config.storage.allow_private_fetch,
+                max_bytes: config.limits.image_max_bytes,
+                ..FetchPolicy::default()
+            }),
         )),
     );
     providers

@@ -63,6 +63,9 @@ pub struct StorageConfig {
     pub temp_max_age_secs: u64,
     /// How often the `temp` bucket is swept (seconds).
     pub sweep_interval_secs: u64,
+    /// Let remote image fetches reach loopback and private addresses (local development
+    /// only: this turns the SSRF guard's address rule off).
+    pub allow_private_fetch: bool,
 }
 
 impl Default for StorageConfig {
@@ -71,6 +74,7 @@ impl Default for StorageConfig {
             upload_max_bytes: 10 * 1024 * 1024,
             temp_max_age_secs: 24 * 3600,
             sweep_interval_secs: 3600,
+            allow_private_fetch: false,
         }
     }
 }

@@ -43,6 +43,9 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
+/// Recognises PNG, JPEG and WebP by their magic bytes (defined with storage).
+pub use crate::storage::sniff_image;
+
 /// The `Accept` header sent with every request.
 const ACCEPT: &str = "image/png, image/jpeg, image/webp";
 
@@ -705,19 +708,6 @@ fn remove_dot_segments(path: &str) -> String {
         result.push('/');
     }
     result
-}
-
-/// Recognises PNG, JPEG and WebP by their magic bytes.
-pub fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
-    }
 }
 
 /// Parses a URL host that is an IP address in any spelling a browser or libc accepts:

@@ -222,3 +222,61 @@ async fn object_keys_cannot_escape_the_storage_root() {
     assert!(matches!(res.status().as_u16(), 400 | 404));
     app.stop().await;
 }
+
+/// Serves `body` as image/png to every request on a loopback port, on a thread.
+fn serve_png(body: Vec<u8>) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 2048];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    addr
+}
+
+async fn run_remote_image_job(app: &TestApp, url: &str) -> Value {
+    let user = app.new_user().await;
+    let body = json!({"model": "local", "prompt": "a box", "productImage": url});
+    let ack = json_with_status(
+        app.call("generate-image", &user.access_token, &body).await,
+        200,
+    )
+    .await;
+    app.wait_job(&user.access_token, ack["job_id"].as_str().unwrap())
+        .await
+}
+
+/// Remote product photos go through the SSRF guard: a loopback URL is refused (the
+/// unit says why) unless `allow_private_fetch` is set for local development.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_images_are_fetched_through_the_ssrf_guard() {
+    let addr = serve_png(png_bytes(32, 32, true));
+    let url = format!("http://{addr}/product.png");
+
+    let guarded = spawn_app_with(|c| c.providers.local.tiny_output = true).await;
+    let job = run_remote_image_job(&guarded, &url).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_code"], "IMAGE_INPUT_SOURCE_MISSING");
+    let message = job["result_data"]["units"][0]["error"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("address_blocked"), "{message}");
+    guarded.stop().await;
+
+    let open = spawn_app_with(|c| {
+        c.providers.local.tiny_output = true;
+        c.storage.allow_private_fetch = true;
+    })
+    .await;
+    let job = run_remote_image_job(&open, &url).await;
+    assert_eq!(job["status"], "success", "{job}");
+    open.stop().await;
+}

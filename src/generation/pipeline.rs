@@ -248,6 +248,111 @@ pub fn style_dimensions(provider: Option<&dyn Provider>, model: &str, context: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::{ProviderError, TextSink};
+    use std::sync::Mutex;
+
+    /// An upstream that answers text calls from a script, in order, and draws a
+    /// 100×100 image for image calls.
+    struct Scripted(Mutex<Vec<Result<&'static str, ProviderError>>>);
+
+    impl Provider for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn run_unit(&self, unit: &UnitRequest) -> UnitOutcome {
+            UnitOutcome::Success {
+                result: json!({"width": 100, "height": 100, "prompt": unit.input["prompt"]}),
+            }
+        }
+        fn stream_text(
+            &self,
+            _request: &TextRequest,
+            sink: &mut dyn TextSink,
+        ) -> Result<(), ProviderError> {
+            let next = self.0.lock().unwrap().remove(0)?;
+            sink.delta(next);
+            Ok(())
+        }
+    }
+
+    fn unit(job_type: JobType, input: Value) -> UnitRequest {
+        UnitRequest {
+            task_id: "t".into(),
+            job_id: "j".into(),
+            unit_index: 0,
+            attempt: 1,
+            job_type,
+            provider: "scripted".into(),
+            model: "m".into(),
+            input,
+        }
+    }
+
+    const SETTINGS: PipelineSettings = PipelineSettings {
+        ratio_tolerance: 0.03,
+    };
+
+    #[test]
+    fn broken_analysis_json_is_repaired_once_then_fails() {
+        let repaired = Scripted(Mutex::new(vec![
+            Ok("sure! {\"product_name\": "),
+            Ok("{\"product_name\": \"mug\"}"),
+        ]));
+        match run_unit(&repaired, &unit(JobType::Analysis, json!({})), SETTINGS) {
+            UnitOutcome::Success { result } => assert_eq!(result["product_name"], "mug"),
+            other => panic!("{other:?}"),
+        }
+        let hopeless = Scripted(Mutex::new(vec![Ok("no json"), Ok("still none")]));
+        assert!(matches!(
+            run_unit(&hopeless, &unit(JobType::Analysis, json!({})), SETTINGS),
+            UnitOutcome::Permanent {
+                code: ErrorCode::ANALYSIS_FAILED,
+                ..
+            }
+        ));
+        let overloaded = Scripted(Mutex::new(vec![Err(ProviderError {
+            code: ErrorCode::UPSTREAM_ERROR,
+            message: "429".into(),
+            retryable: true,
+            retry_after_ms: Some(2000),
+        })]));
+        assert!(matches!(
+            run_unit(&overloaded, &unit(JobType::Analysis, json!({})), SETTINGS),
+            UnitOutcome::Retryable {
+                retry_after_ms: Some(2000),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn refinement_uses_the_analysis_prompt_or_falls_back() {
+        let input = json!({"mode": "refinement", "aspect_ratio": "1:1",
+                           "prompt": GENERIC_REFINEMENT_PROMPT, "product_image": "a.png"});
+        let good = Scripted(Mutex::new(vec![Ok("a blue mug, studio light")]));
+        match run_unit(
+            &good,
+            &unit(JobType::StyleReplicate, input.clone()),
+            SETTINGS,
+        ) {
+            UnitOutcome::Success { result } => {
+                assert_eq!(result["prompt_source"], "analysis");
+                assert_eq!(result["prompt"], "a blue mug, studio light");
+            }
+            other => panic!("{other:?}"),
+        }
+        let failing = Scripted(Mutex::new(vec![Err(ProviderError::permanent(
+            ErrorCode::UPSTREAM_ERROR,
+            "blocked",
+        ))]));
+        match run_unit(&failing, &unit(JobType::StyleReplicate, input), SETTINGS) {
+            UnitOutcome::Success { result } => {
+                assert_eq!(result["prompt_source"], "fallback");
+                assert_eq!(result["prompt"], GENERIC_REFINEMENT_PROMPT);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn json_is_found_in_fences_and_prose() {

@@ -13,10 +13,13 @@ use serde_json::{json, Value};
 use super::{Provider, ProviderError, TextPurpose, TextRequest, TextSink, UnitRequest};
 use crate::domain::jobs::{output_dimensions, JobType, UnitOutcome};
 use crate::domain::ErrorCode;
+use crate::fetch::Fetcher;
 use crate::storage::LocalStorage;
 
 /// Largest decoded input image side, to keep a decompression bomb out.
 const MAX_INPUT_SIDE: u32 = 8192;
+/// Largest decoded input image area (40 megapixels).
+const MAX_INPUT_PIXELS: u64 = 40_000_000;
 
 /// `[providers.local]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,11 +68,17 @@ impl Default for LocalConfig {
 pub struct LocalProvider {
     config: LocalConfig,
     storage: LocalStorage,
+    fetcher: Fetcher,
 }
 
 impl LocalProvider {
-    pub fn new(config: LocalConfig, storage: LocalStorage) -> Self {
-        LocalProvider { config, storage }
+    /// The provider; remote image URLs are read through `fetcher` (the SSRF guard).
+    pub fn new(config: LocalConfig, storage: LocalStorage, fetcher: Fetcher) -> Self {
+        LocalProvider {
+            config,
+            storage,
+            fetcher,
+        }
     }
 
     fn failure(&self, message: String) -> UnitOutcome {
@@ -174,10 +183,13 @@ impl LocalProvider {
             self.storage
                 .get(&bucket, &key)
                 .map_err(|e| missing(e.to_string()))?
+        } else if reference.starts_with("http://") || reference.starts_with("https://") {
+            self.fetcher
+                .fetch_image(reference)
+                .map_err(|e| missing(format!("{e} (reason: {})", e.reason())))?
+                .bytes
         } else {
-            return Err(missing(
-                "remote URLs are not fetched by the local provider".into(),
-            ));
+            return Err(missing("not a URL, data URI or stored object".into()));
         };
         let reader = image::ImageReader::new(Cursor::new(&bytes))
             .with_guessed_format()
@@ -185,11 +197,14 @@ impl LocalProvider {
         let (w, h) = reader
             .into_dimensions()
             .map_err(|e| missing(format!("not a png or jpeg image: {e}")))?;
-        if w > MAX_INPUT_SIDE || h > MAX_INPUT_SIDE {
+        if w > MAX_INPUT_SIDE
+            || h > MAX_INPUT_SIDE
+            || u64::from(w) * u64::from(h) > MAX_INPUT_PIXELS
+        {
             return Err(Box::new(UnitOutcome::Permanent {
                 code: ErrorCode::IMAGE_INPUT_TOO_LARGE,
                 message: format!(
-                    "input image is {w}×{h}; the limit is {MAX_INPUT_SIDE} px per side"
+                    "input image is {w}×{h}; the limit is {MAX_INPUT_SIDE} px per side and 40 MP"
                 ),
             }));
         }
