@@ -504,3 +504,88 @@ pub fn result_snapshot(job: &Job, tasks: &[Task]) -> (Value, Option<String>) {
         first_url,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::accounts::User;
+    use crate::db::migrate::migrate;
+
+    fn job_with_units(conn: &Connection, units: usize) -> String {
+        let user = User {
+            id: "u1".into(),
+            email: "u1@example.com".into(),
+            role: "authenticated".into(),
+            user_metadata: json!({}),
+            created_at: 0,
+            updated_at: 0,
+        };
+        accounts::insert_user(conn, &user, "x").unwrap();
+        let ack = create_job(
+            conn,
+            &NewJob {
+                user_id: "u1".into(),
+                job_type: JobType::ImageGen,
+                provider: "local".into(),
+                model: "local".into(),
+                payload: json!({}),
+                unit_cost: 0,
+                units: vec![json!({}); units],
+                trace_id: None,
+                client_job_id: None,
+                request_hash: None,
+                fe_attempt: None,
+                limits: JobLimits::NONE,
+            },
+        )
+        .unwrap();
+        ack.job_id
+    }
+
+    fn succeed_next(conn: &Connection, job_id: &str) {
+        let task = jobs::tasks_of_job(conn, job_id)
+            .unwrap()
+            .into_iter()
+            .find(|t| t.status == "queued")
+            .unwrap();
+        assert!(jobs::claim_task(conn, &task.id, i64::MAX, now_ms()).unwrap());
+        let outcome = UnitOutcome::Success {
+            result: json!({"url": "/x.png", "width": 1, "height": 1}),
+        };
+        settle_attempt(conn, &task.id, 1, &outcome, &RetryPolicy::default(), 0.0).unwrap();
+    }
+
+    /// While a job runs, its stored snapshot is rewritten at most once a second; the
+    /// final one is always written; readers always see the live one.
+    #[test]
+    fn progress_snapshots_are_written_at_most_once_a_second() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        let id = job_with_units(&conn, 3);
+        succeed_next(&conn, &id);
+        let first = jobs::get_job(&conn, &id).unwrap().unwrap();
+        assert_eq!(first.result_data.as_ref().unwrap()["done"], 1);
+        succeed_next(&conn, &id);
+        let stored = jobs::get_job(&conn, &id).unwrap().unwrap();
+        assert_eq!(
+            stored.snapshot_at, first.snapshot_at,
+            "no second write within 1 s"
+        );
+        assert_eq!(stored.result_data.as_ref().unwrap()["done"], 1);
+        assert!(
+            stored.version > first.version,
+            "the change is still visible to watchers"
+        );
+        let (live, counts) = read_job(&conn, &id).unwrap().unwrap();
+        assert_eq!(live.result_data.unwrap()["done"], 2);
+        assert_eq!(counts.succeeded, 2);
+        succeed_next(&conn, &id);
+        let done = jobs::get_job(&conn, &id).unwrap().unwrap();
+        assert_eq!(done.status, "success");
+        assert_eq!(
+            done.result_data.unwrap()["done"],
+            3,
+            "the final snapshot is written"
+        );
+    }
+}
