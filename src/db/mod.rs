@@ -59,6 +59,9 @@ impl From<DbError> for crate::domain::ApiError {
 /// Shorthand for database results.
 pub type DbResult<T> = Result<T, DbError>;
 
+/// How many times a write transaction tries to take the write lock.
+pub const BEGIN_ATTEMPTS: u32 = 3;
+
 /// The database: a pool of connections to one SQLite file.
 #[derive(Clone)]
 pub struct Db {
@@ -93,15 +96,28 @@ impl Db {
         f(&conn)
     }
 
-    /// Runs `f` inside `BEGIN IMMEDIATE … COMMIT` (rolled back if `f` fails).
+    /// Runs `f` inside `BEGIN IMMEDIATE … COMMIT` (rolled back if `f` fails). Taking the
+    /// write lock is tried [`BEGIN_ATTEMPTS`] times (each waits the busy timeout) before
+    /// giving up, since `f` has not run yet and may carry work that cannot be redone
+    /// (the ledger's batches).
     pub fn transaction<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
     where
         E: From<DbError>,
     {
         let mut conn = self.pool.get().map_err(DbError::from)?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(DbError::from)?;
+        let mut attempt = 1;
+        let tx = loop {
+            match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+                Ok(tx) => break tx,
+                Err(err) => match DbError::from(err) {
+                    DbError::Busy(why) if attempt < BEGIN_ATTEMPTS => {
+                        tracing::warn!(attempt, error = %why, "write lock busy; trying again");
+                        attempt += 1;
+                    }
+                    other => return Err(E::from(other)),
+                },
+            }
+        };
         let value = f(&tx)?;
         tx.commit().map_err(DbError::from)?;
         Ok(value)
@@ -148,4 +164,38 @@ impl Db {
 /// A new time-ordered id (UUIDv7) as text.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that holds the lock longer than one busy timeout does not make the next
+    /// transaction fail: taking the lock is tried again.
+    #[test]
+    fn a_busy_write_lock_is_waited_for_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::open(&path, 2, Duration::from_millis(400)).unwrap();
+        let blocker = Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            blocker.execute_batch("COMMIT").unwrap();
+        });
+        let started = std::time::Instant::now();
+        let wrote = db.transaction(|conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO heartbeat (id, beat_at) VALUES (1, 1)",
+                [],
+            )
+            .map_err(DbError::from)
+        });
+        release.join().unwrap();
+        assert_eq!(wrote.unwrap(), 1);
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "it had to wait"
+        );
+    }
 }
