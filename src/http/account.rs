@@ -34,6 +34,16 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
     me.or(packages).unify().or(ledger).unify()
 }
 
+/// A user's balances now.
+pub async fn read_credits(state: &State, user_id: &str) -> Result<Balances, ApiError> {
+    let user_id = user_id.to_string();
+    Ok(state
+        .db
+        .read(move |conn| accounts::credits(conn, &user_id))
+        .await?
+        .unwrap_or_default())
+}
+
 /// Balances as the API shows them.
 pub fn credits_json(credits: &Balances) -> Value {
     json!({
@@ -75,12 +85,7 @@ async fn list_ledger(state: State, query: HashMap<String, String>, req: Request)
 async fn me(state: State, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
-        let user_id = user.id.clone();
-        let credits = state
-            .db
-            .read(move |conn| accounts::credits(conn, &user_id))
-            .await?
-            .unwrap_or_default();
+        let credits = read_credits(&state, &user.id).await?;
         Ok::<_, ApiError>(json!({
             "id": user.id,
             "email": user.email,

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::account::{credits_json, entry_json};
+use super::account::{credits_json, entry_json, read_credits};
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::db::accounts::{self, User};
 use crate::db::jobs;
@@ -101,12 +101,7 @@ async fn adjust_credits(state: State, req: Request) -> Response {
             .await?;
         tracing::info!(admin = %admin.email, user = %user.email, amount = body.amount,
             reason = %body.reason, "admin credit adjustment");
-        let user_id = user.id.clone();
-        let credits = state
-            .db
-            .read(move |conn| accounts::credits(conn, &user_id))
-            .await?
-            .unwrap_or_default();
+        let credits = read_credits(&state, &user.id).await?;
         Ok(json!({
             "user_id": user.id,
             "entry": entry_json(&entry),

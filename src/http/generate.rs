@@ -89,10 +89,7 @@ async fn generate_image(state: State, req: Request) -> Response {
             units,
             body.meta,
         );
-        let ack = submit_job(&state, &req, &raw, job, &state.config.limits)
-            .await
-            .map_err(|e| create_failed(e, ErrorCode::IMAGE_JOB_CREATE_FAILED))?;
-        Ok(ack_json(&ack))
+        accept(&state, &req, &raw, job, ErrorCode::IMAGE_JOB_CREATE_FAILED).await
     };
     reply::result(result.await)
 }
@@ -187,10 +184,14 @@ async fn analyze_single(state: State, req: Request) -> Response {
             units,
             body.meta,
         );
-        let ack = submit_job(&state, &req, &raw, job, &state.config.limits)
-            .await
-            .map_err(|e| create_failed(e, ErrorCode::STYLE_REPLICATE_JOB_CREATE_FAILED))?;
-        Ok(ack_json(&ack))
+        accept(
+            &state,
+            &req,
+            &raw,
+            job,
+            ErrorCode::STYLE_REPLICATE_JOB_CREATE_FAILED,
+        )
+        .await
     };
     reply::result(result.await)
 }
@@ -232,10 +233,7 @@ async fn analyze_product(state: State, req: Request) -> Response {
             vec![unit],
             body.meta,
         );
-        let ack = submit_job(&state, &req, &raw, job, &state.config.limits)
-            .await
-            .map_err(|e| create_failed(e, ErrorCode::ANALYSIS_CREATE_FAILED))?;
-        Ok(ack_json(&ack))
+        accept(&state, &req, &raw, job, ErrorCode::ANALYSIS_CREATE_FAILED).await
     };
     reply::result(result.await)
 }
@@ -276,6 +274,21 @@ fn new_job(
         fe_attempt: meta.fe_attempt,
         limits: JobLimits::NONE,
     }
+}
+
+/// Submits a job and answers its ack; a job that could not be written answers the
+/// endpoint's own 500 code.
+async fn accept(
+    state: &State,
+    req: &Request,
+    raw: &Value,
+    job: NewJob,
+    create_code: ErrorCode,
+) -> Result<Value, ApiError> {
+    let ack = submit_job(state, req, raw, job, &state.config.limits)
+        .await
+        .map_err(|e| create_failed(e, create_code))?;
+    Ok(ack_json(&ack))
 }
 
 /// A job that could not be written answers the endpoint's own 500 code.
