@@ -287,17 +287,18 @@ pub fn public_models(config: &Config) -> Vec<Value> {
 }
 
 /// The catalog entry used for text work (analysis, prompts): the configured one, else
-/// the first available of `or-gemini-3.1-flash` and `local`.
+/// the first of `or-gemini-3.1-flash` and `local`; only an enabled model whose provider
+/// is configured.
 pub fn text_model(config: &Config, configured: Option<&str>) -> Option<ModelEntry> {
-    let find = |id: &str| config.models.iter().find(|m| m.id == id && m.enabled);
-    match configured {
-        Some(id) => find(id).cloned(),
-        None => ["or-gemini-3.1-flash", "local"]
-            .into_iter()
-            .filter_map(find)
-            .find(|m| provider_configured(config, &m.provider))
-            .cloned(),
-    }
+    let candidates = match configured {
+        Some(id) => vec![id],
+        None => vec!["or-gemini-3.1-flash", "local"],
+    };
+    candidates
+        .into_iter()
+        .filter_map(|id| config.models.iter().find(|m| m.id == id && m.enabled))
+        .find(|m| provider_configured(config, &m.provider))
+        .cloned()
 }
 
 /// Checks a catalog for mistakes an operator could make: `(key, why)`.

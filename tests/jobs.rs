@@ -54,6 +54,12 @@ async fn submit(app: &TestApp, token: &str, body: &Value) -> Value {
     .await
 }
 
+/// `POST /v1/jobs/{id}/cancel` as `token`.
+async fn cancel(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
+    app.post_json(&format!("/v1/jobs/{id}/cancel"), Some(token), &json!({}))
+        .await
+}
+
 async fn credits(app: &TestApp, token: &str) -> Value {
     json_with_status(app.get("/v1/me", Some(token)).await, 200).await["credits"].clone()
 }
@@ -317,16 +323,7 @@ async fn cancel_releases_queued_units() {
     let user = app.new_user().await;
     let ack = submit(&app, &user.access_token, &image_body(4, "1:1")).await;
     let id = ack["job_id"].as_str().unwrap();
-    let cancelled = json_with_status(
-        app.post_json(
-            &format!("/v1/jobs/{id}/cancel"),
-            Some(&user.access_token),
-            &json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let cancelled = json_with_status(cancel(&app, &user.access_token, id).await, 200).await;
     assert!(
         cancelled["units"]["cancelled"].as_u64().unwrap() >= 3,
         "{cancelled}"
@@ -340,22 +337,10 @@ async fn cancel_releases_queued_units() {
         credits(&app, &user.access_token).await["available"],
         30 - succeeded
     );
-    let res = app
-        .post_json(
-            &format!("/v1/jobs/{id}/cancel"),
-            Some(&user.access_token),
-            &json!({}),
-        )
-        .await;
+    let res = cancel(&app, &user.access_token, id).await;
     common::assert_envelope(res, 409, "CONFLICT").await;
     let other = app.new_user().await;
-    let res = app
-        .post_json(
-            &format!("/v1/jobs/{id}/cancel"),
-            Some(&other.access_token),
-            &json!({}),
-        )
-        .await;
+    let res = cancel(&app, &other.access_token, id).await;
     common::assert_envelope(res, 404, "NOT_FOUND").await;
     assert_audit_clean(&app);
     app.stop().await;
@@ -392,8 +377,7 @@ async fn job_limits_answer_429_and_hold_nothing() {
     let list = json_with_status(app.get("/v1/jobs", Some(token)).await, 200).await;
     for job in list["jobs"].as_array().unwrap() {
         let id = job["id"].as_str().unwrap();
-        app.post_json(&format!("/v1/jobs/{id}/cancel"), Some(token), &json!({}))
-            .await;
+        cancel(&app, token, id).await;
         wait_terminal(&app, token, id).await;
     }
     submit(&app, token, &image_body(1, "1:1")).await;

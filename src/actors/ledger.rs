@@ -16,7 +16,7 @@ use super::ledger_jobs::{self, JobAck, NewJob, Settled};
 use crate::db::accounts::{self, User};
 use crate::db::ledger::{self, LedgerEntry, NewEntry};
 use crate::db::{Db, DbError};
-use crate::domain::credits::{self, Bucket};
+use crate::domain::credits::{self, Balances, Bucket};
 use crate::domain::jobs::{RetryPolicy, UnitOutcome};
 use crate::domain::time::now_ms;
 use crate::domain::{ApiError, ErrorCode};
@@ -369,8 +369,7 @@ fn grant(
     if let Some(done) = replay(conn, key, user_id, kind, amount)? {
         return Ok(done);
     }
-    let balances = accounts::credits(conn, user_id)?
-        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such user"))?;
+    let balances = balances_of(conn, user_id)?;
     let deltas = credits::grant(&balances, bucket, amount);
     let (entry, _) = ledger::record(
         conn,
@@ -414,8 +413,7 @@ fn reverse(
         Some("subscription") => Bucket::Subscription,
         _ => Bucket::Purchased,
     };
-    let balances = accounts::credits(conn, &original.user_id)?
-        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such user"))?;
+    let balances = balances_of(conn, &original.user_id)?;
     let (entry, _) = ledger::record(
         conn,
         &NewEntry {
@@ -431,6 +429,12 @@ fn reverse(
         now_ms(),
     )?;
     Ok(entry)
+}
+
+/// A user's balances, or `NOT_FOUND` when there is no such account.
+pub(super) fn balances_of(conn: &Connection, user_id: &str) -> Result<Balances, ApiError> {
+    accounts::credits(conn, user_id)?
+        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such user"))
 }
 
 fn adjust(
@@ -459,8 +463,7 @@ fn adjust(
     if let Some(done) = replay(conn, key, user_id, "adjust", amount)? {
         return Ok(done);
     }
-    let balances = accounts::credits(conn, user_id)?
-        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such user"))?;
+    let balances = balances_of(conn, user_id)?;
     let deltas = credits::deduct(&balances, amount).ok_or_else(|| {
         ApiError::new(ErrorCode::INSUFFICIENT_CREDITS)
             .details(json!({"required": amount, "available": balances.available()}))

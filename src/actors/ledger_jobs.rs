@@ -5,6 +5,7 @@
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
+use super::ledger::balances_of;
 use crate::config::JobLimits;
 use crate::db::jobs::{self, AttemptEnd, Job, Task, UnitCounts};
 use crate::db::ledger::{self, NewEntry};
@@ -89,8 +90,7 @@ pub fn create_job(conn: &Connection, new: &NewJob) -> Result<JobAck, ApiError> {
     check_limits(conn, new, now)?;
     let units = new.units.len() as i64;
     let required = new.unit_cost.saturating_mul(units);
-    let balances = accounts::credits(conn, &new.user_id)?
-        .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such user"))?;
+    let balances = balances_of(conn, &new.user_id)?;
     if balances.available() < required {
         return Err(ApiError::new(ErrorCode::INSUFFICIENT_CREDITS)
             .details(json!({"required": required, "available": balances.available()})));

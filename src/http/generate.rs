@@ -206,7 +206,6 @@ async fn analyze_product(state: State, req: Request) -> Response {
             &state.config,
             state.config.generation.analysis_model.as_deref(),
         )
-        .filter(|m| catalog::provider_configured(&state.config, &m.provider))
         .ok_or_else(|| {
             ApiError::with_message(
                 ErrorCode::MODEL_UNAVAILABLE,
