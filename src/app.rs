@@ -26,7 +26,11 @@ use crate::db::Db;
 use crate::domain::jobs::RetryPolicy;
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::generation::pipeline::PipelineSettings;
+use crate::providers::ark::Ark;
+use crate::providers::gemini::Gemini;
+use crate::providers::images::ImageSource;
 use crate::providers::local::LocalProvider;
+use crate::providers::openrouter::OpenRouter;
 use crate::providers::Provider;
 use crate::storage::{LocalStorage, UploadSigner};
 use std::sync::atomic::AtomicUsize;
@@ -124,22 +128,56 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
     }))
 }
 
-/// Every configured provider.
+/// Every configured provider: `local` always, each upstream once it has an API key.
 fn build_providers(config: &Config, storage: &LocalStorage) -> HashMap<String, Arc<dyn Provider>> {
-    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
-    providers.insert(
-        "local".into(),
-        Arc::new(LocalProvider::new(
-            config.providers.local.clone(),
-            storage.clone(),
-            Fetcher::new(FetchPolicy {
-                allow_private: config.storage.allow_private_fetch,
-                max_bytes: config.limits.image_max_bytes,
-                ..FetchPolicy::default()
-            }),
-        )),
+    let images = ImageSource::new(
+        storage.clone(),
+        Fetcher::new(FetchPolicy {
+            allow_private: config.storage.allow_private_fetch,
+            max_bytes: config.limits.image_max_bytes,
+            ..FetchPolicy::default()
+        }),
     );
+    let upstreams = &config.providers;
+    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+    let mut add = |provider: Arc<dyn Provider>| {
+        providers.insert(provider.name().to_string(), provider);
+    };
+    add(Arc::new(LocalProvider::new(
+        upstreams.local.clone(),
+        images.clone(),
+    )));
+    if upstreams.openrouter.configured() {
+        add(Arc::new(OpenRouter::new(
+            upstreams.openrouter.clone(),
+            images.clone(),
+        )));
+    }
+    if upstreams.gemini.configured() {
+        add(Arc::new(Gemini::new(
+            upstreams.gemini.clone(),
+            images.clone(),
+        )));
+    }
+    if upstreams.ark.configured() {
+        add(Arc::new(Ark::new(upstreams.ark.clone(), images)));
+    }
     providers
+}
+
+/// How many units a provider's generator runs at once, and the outer timeout of one
+/// unit (an upstream unit may make a text call and an image call).
+fn generator_limits(config: &Config, provider: &str) -> (usize, Duration) {
+    match config.providers.upstream(provider) {
+        Some(upstream) => (
+            upstream.concurrency,
+            Duration::from_secs(upstream.image_timeout_secs + upstream.text_timeout_secs + 10),
+        ),
+        None => (
+            config.providers.local.concurrency as usize,
+            Duration::from_secs(config.providers.local.timeout_secs),
+        ),
+    }
 }
 
 /// Spawns one generator per provider and the job supervisor in front of them.
@@ -150,35 +188,33 @@ async fn spawn_queue(
     providers: &HashMap<String, Arc<dyn Provider>>,
     events: &broadcast::Sender<String>,
 ) -> Result<ActorRef<SupervisorMsg>, StartError> {
-    let local = &config.providers.local;
-    let timeout = Duration::from_secs(local.timeout_secs);
-    let provider = providers
-        .get("local")
-        .cloned()
-        .ok_or_else(|| StartError("the local provider is missing".into()))?;
-    let (generator, _) = Actor::spawn(
-        None,
-        GeneratorActor,
-        GeneratorArgs {
-            provider,
-            concurrency: local.concurrency as usize,
-            timeout,
-            settings: PipelineSettings {
-                ratio_tolerance: config.generation.ratio_tolerance,
+    let mut slots = HashMap::new();
+    for (name, provider) in providers {
+        let (concurrency, timeout) = generator_limits(config, name);
+        let (generator, _) = Actor::spawn(
+            None,
+            GeneratorActor,
+            GeneratorArgs {
+                provider: provider.clone(),
+                concurrency,
+                timeout,
+                settings: PipelineSettings {
+                    ratio_tolerance: config.generation.ratio_tolerance,
+                },
             },
-        },
-    )
-    .await
-    .map_err(|e| StartError(format!("cannot start the local generator: {e}")))?;
-    let mut providers = HashMap::new();
-    providers.insert(
-        "local".to_string(),
-        ProviderSlot {
-            generator,
-            concurrency: local.concurrency as usize,
-            timeout,
-        },
-    );
+        )
+        .await
+        .map_err(|e| StartError(format!("cannot start the {name} generator: {e}")))?;
+        slots.insert(
+            name.clone(),
+            ProviderSlot {
+                generator,
+                concurrency,
+                timeout,
+            },
+        );
+    }
+    let providers = slots;
     let (supervisor, _) = Actor::spawn(
         None,
         JobSupervisor,

@@ -189,17 +189,106 @@ impl JobLimits {
 }
 
 /// `[providers.*]`: the upstreams.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
     pub local: crate::providers::local::LocalConfig,
+    pub openrouter: UpstreamConfig,
+    pub gemini: UpstreamConfig,
+    pub ark: UpstreamConfig,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        ProvidersConfig {
+            local: Default::default(),
+            openrouter: UpstreamConfig::with_base("https://openrouter.ai/api/v1"),
+            gemini: UpstreamConfig::with_base("https://generativelanguage.googleapis.com/v1beta"),
+            ark: UpstreamConfig::with_base("https://ark.cn-beijing.volces.com/api/v3"),
+        }
+    }
 }
 
 impl ProvidersConfig {
-    /// Whether an upstream provider has its API key. Only `local` needs none; the
-    /// upstream providers are not wired in yet.
+    /// Whether a provider can run: `local` always, the upstreams once they have an API key.
     pub fn has_key(&self, provider: &str) -> bool {
-        provider == "local"
+        match provider {
+            "local" => true,
+            other => self.upstream(other).is_some_and(UpstreamConfig::configured),
+        }
+    }
+
+    /// The settings of an upstream provider by name.
+    pub fn upstream(&self, provider: &str) -> Option<&UpstreamConfig> {
+        match provider {
+            "openrouter" => Some(&self.openrouter),
+            "gemini" => Some(&self.gemini),
+            "ark" => Some(&self.ark),
+            _ => None,
+        }
+    }
+}
+
+/// `[providers.openrouter]`, `[providers.gemini]`, `[providers.ark]`: one upstream.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The API key; empty leaves the provider (and its models) off.
+    pub api_key: String,
+    /// Where the API lives (a proxy or a test server may stand in).
+    pub base_url: String,
+    /// Units (and streams) sent to this upstream at once.
+    pub concurrency: usize,
+    /// Longest wait for a TCP/TLS connection, in seconds.
+    pub connect_timeout_secs: u64,
+    /// Longest text call (analysis, prompt writing), in seconds.
+    pub text_timeout_secs: u64,
+    /// Longest image call, in seconds.
+    pub image_timeout_secs: u64,
+}
+
+impl UpstreamConfig {
+    fn with_base(base_url: &str) -> Self {
+        UpstreamConfig {
+            api_key: String::new(),
+            base_url: base_url.into(),
+            concurrency: 4,
+            connect_timeout_secs: 10,
+            text_timeout_secs: 60,
+            image_timeout_secs: 120,
+        }
+    }
+
+    /// Whether the provider has a key and can be used.
+    pub fn configured(&self) -> bool {
+        !self.api_key.trim().is_empty()
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig::with_base("")
+    }
+}
+
+/// Shows everything but the key.
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field(
+                "api_key",
+                &if self.configured() {
+                    "<set>"
+                } else {
+                    "<empty>"
+                },
+            )
+            .field("base_url", &self.base_url)
+            .field("concurrency", &self.concurrency)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("text_timeout_secs", &self.text_timeout_secs)
+            .field("image_timeout_secs", &self.image_timeout_secs)
+            .finish()
     }
 }
 
@@ -472,6 +561,29 @@ impl Config {
                 "providers.local.concurrency",
                 "concurrency and timeout_secs must be at least 1",
             );
+        }
+        for name in ["openrouter", "gemini", "ark"] {
+            let Some(upstream) = self.providers.upstream(name) else {
+                continue;
+            };
+            if !(upstream.base_url.starts_with("http://")
+                || upstream.base_url.starts_with("https://"))
+            {
+                return bad(
+                    &format!("providers.{name}.base_url"),
+                    "must start with http:// or https://",
+                );
+            }
+            if upstream.concurrency == 0
+                || upstream.connect_timeout_secs == 0
+                || upstream.text_timeout_secs == 0
+                || upstream.image_timeout_secs == 0
+            {
+                return bad(
+                    &format!("providers.{name}.concurrency"),
+                    "concurrency and every timeout must be at least 1",
+                );
+            }
         }
         if !matches!(self.billing.mode.as_str(), "simulated" | "stripe") {
             return bad("billing.mode", "expected \"simulated\" or \"stripe\"");

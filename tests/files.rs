@@ -265,10 +265,12 @@ async fn remote_images_are_fetched_through_the_ssrf_guard() {
     let job = run_remote_image_job(&guarded, &url).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error_code"], "IMAGE_INPUT_SOURCE_MISSING");
-    let message = job["result_data"]["units"][0]["error"]["message"]
-        .as_str()
-        .unwrap();
-    assert!(message.contains("address_blocked"), "{message}");
+    let error = &job["result_data"]["units"][0]["error"];
+    assert_eq!(error["details"]["reason"], "address_blocked", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("127.0.0.1"),
+        "{error}"
+    );
     guarded.stop().await;
 
     let open = spawn_app_with(|c| {

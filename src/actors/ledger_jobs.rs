@@ -276,10 +276,15 @@ pub fn settle_attempt(
                 now,
             )?
         }
-        NextStep::Fail { code, message } => {
+        NextStep::Fail {
+            code,
+            message,
+            details,
+        } => {
+            let details = details.map(|d| json!({ ERROR_DETAILS: d }));
             let end = AttemptEnd {
                 status: "failed",
-                result: None,
+                result: details.as_ref(),
                 error: Some((code.as_str(), &message)),
                 run_after: None,
             };
@@ -326,9 +331,8 @@ pub fn cancel_job(conn: &Connection, user_id: &str, job_id: &str) -> Result<bool
 fn outcome_error(outcome: &UnitOutcome) -> (&'static str, String) {
     match outcome {
         UnitOutcome::Success { .. } => ("", String::new()),
-        UnitOutcome::Retryable { code, message, .. } | UnitOutcome::Permanent { code, message } => {
-            (code.as_str(), message.clone())
-        }
+        UnitOutcome::Retryable { code, message, .. }
+        | UnitOutcome::Permanent { code, message, .. } => (code.as_str(), message.clone()),
     }
 }
 
@@ -460,6 +464,9 @@ pub fn read_job(conn: &Connection, job_id: &str) -> crate::db::DbResult<Option<(
     Ok(Some((job, counts)))
 }
 
+/// Where a failed unit's error details are kept in its `result` column.
+const ERROR_DETAILS: &str = "error_details";
+
 /// `result_data` for a job: the analysis object for ANALYSIS jobs, otherwise progress
 /// `{total, done, failed, units, images}`; plus the first image's URL.
 pub fn result_snapshot(job: &Job, tasks: &[Task]) -> (Value, Option<String>) {
@@ -474,7 +481,7 @@ pub fn result_snapshot(job: &Job, tasks: &[Task]) -> (Value, Option<String>) {
         let mut unit = json!({"unit": t.unit_index, "status": t.status, "attempts": t.attempts});
         if let Some(result) = &t.result {
             if let Some(obj) = result.as_object() {
-                for (k, v) in obj {
+                for (k, v) in obj.iter().filter(|(k, _)| *k != ERROR_DETAILS) {
                     unit[k] = v.clone();
                 }
             }
@@ -487,6 +494,9 @@ pub fn result_snapshot(job: &Job, tasks: &[Task]) -> (Value, Option<String>) {
         }
         if let Some(code) = &t.error_code {
             unit["error"] = json!({"code": code, "message": t.last_error});
+            if let Some(details) = t.result.as_ref().and_then(|r| r.get(ERROR_DETAILS)) {
+                unit["error"]["details"] = details.clone();
+            }
         }
         units.push(unit);
     }

@@ -119,11 +119,17 @@ async fn queue(state: State, req: Request) -> Response {
         let stats = state.db.read(jobs::queue_stats).await?;
         let now = now_ms();
         let mut providers = Map::new();
-        let local = &state.config.providers.local;
-        providers.insert(
-            "local".into(),
-            json!({"in_flight": 0, "concurrency": local.concurrency}),
-        );
+        for (name, provider) in &state.providers {
+            let concurrency = match state.config.providers.upstream(name) {
+                Some(upstream) => upstream.concurrency,
+                None => state.config.providers.local.concurrency as usize,
+            };
+            let mut entry = json!({"in_flight": 0, "concurrency": concurrency});
+            if let Some(metrics) = provider.metrics() {
+                entry["upstream"] = metrics.snapshot();
+            }
+            providers.insert(name.clone(), entry);
+        }
         for (name, running) in &stats.running_per_provider {
             let entry = providers
                 .entry(name.clone())

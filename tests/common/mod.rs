@@ -325,3 +325,42 @@ impl TestApp {
         (img.width(), img.height())
     }
 }
+
+// ---- Fake upstreams (providers_*.rs) ----
+
+pub mod fake_ark;
+pub mod fake_gemini;
+pub mod fake_http;
+pub mod fake_openrouter;
+
+impl TestApp {
+    /// Starts a job with `function` and waits for its end.
+    pub async fn run_job(&self, token: &str, function: &str, body: &Value) -> Value {
+        let id = self.start_job(function, token, body).await;
+        self.wait_job(token, &id).await
+    }
+
+    /// The kinds of the caller's ledger rows for `job_id`, oldest first.
+    pub async fn ledger_kinds(&self, token: &str, job_id: &str) -> Vec<String> {
+        let ledger =
+            json_with_status(self.get("/v1/ledger?limit=100", Some(token)).await, 200).await;
+        let mut kinds: Vec<String> = ledger["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter(|e| e["job_id"] == job_id)
+            .map(|e| e["kind"].as_str().expect("kind").to_string())
+            .collect();
+        kinds.reverse();
+        kinds
+    }
+}
+
+/// Quick retries for provider tests: `attempts` attempts, 50 ms base backoff, and a
+/// signup bonus large enough for real model prices.
+pub fn provider_test_config(config: &mut Config, attempts: u32) {
+    config.queue.max_attempts = attempts;
+    config.queue.backoff_base_ms = 50;
+    config.auth.signup_bonus_credits = 1000;
+    unlimited(config);
+}
