@@ -144,6 +144,16 @@ async fn a_rate_limit_is_retried_after_retry_after_and_charged_once() {
         ["hold", "capture"]
     );
     assert_eq!(app.credits(&user.access_token).await["available"], 970);
+    let admin = app.new_admin().await;
+    let queue = json_with_status(
+        app.get("/v1/admin/queue", Some(&admin.access_token)).await,
+        200,
+    )
+    .await;
+    let counters = &queue["providers"]["openrouter"]["upstream"];
+    assert_eq!(counters["requests"], 2, "{queue}");
+    assert_eq!(counters["errors"]["retryable"], 1, "{queue}");
+    assert_eq!(counters["errors"]["permanent"], 0, "{queue}");
     app.stop().await;
 }
 

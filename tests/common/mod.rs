@@ -311,8 +311,13 @@ impl TestApp {
         json_with_status(res, 200).await;
     }
 
-    /// Downloads a result image and returns its decoded `(width, height)`.
+    /// Downloads a result PNG and returns its decoded `(width, height)`.
     pub async fn image_size(&self, url: &str) -> (u32, u32) {
+        self.image_size_as(url, "image/png").await
+    }
+
+    /// Downloads a result image served as `content_type`; returns its decoded size.
+    pub async fn image_size_as(&self, url: &str, content_type: &str) -> (u32, u32) {
         let url = if url.starts_with("http") {
             url.to_string()
         } else {
@@ -320,8 +325,9 @@ impl TestApp {
         };
         let res = self.client.get(url).send().await.expect("request");
         assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["content-type"], "image/png");
-        let img = image::load_from_memory(&res.bytes().await.expect("bytes")).expect("a PNG");
+        assert_eq!(res.headers()["content-type"], content_type);
+        let bytes = res.bytes().await.expect("bytes");
+        let img = image::load_from_memory(&bytes).expect("an image");
         (img.width(), img.height())
     }
 }
