@@ -26,6 +26,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.server.bind = "127.0.0.1:0".into();
     config.data.dir = dir.to_path_buf();
     config.log.level = "warn".into();
+    // Tests stop servers with units still running; waiting for them is tested on its own.
+    config.queue.shutdown_grace_secs = 0;
     config
 }
 
@@ -148,6 +150,14 @@ impl TestApp {
         if let Some(running) = self.running.take() {
             running.stop().await;
         }
+    }
+
+    /// Stops the server and hands over its data dir (to restart on it or inspect it).
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        self._dir
     }
 }
 
