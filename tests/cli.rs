@@ -472,3 +472,34 @@ fn every_subcommand_has_help() {
     // Help touches nothing.
     assert!(!wd.path().join("data").exists());
 }
+
+/// The README's configuration reference names every key `config check` prints.
+#[test]
+fn the_readme_documents_every_config_key() {
+    fn keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (key, value) in table {
+            match value {
+                toml::Value::Table(inner) => keys(inner, &format!("{prefix}{key}."), out),
+                _ if prefix.is_empty() && key == "models" => {}
+                _ => out.push(format!("{prefix}{key}")),
+            }
+        }
+    }
+    let wd = Workdir::new();
+    let printed = ok(&wd.run(&["config", "check"]));
+    let body = printed.split_once('\n').map_or("", |(_, rest)| rest);
+    let table: toml::Table = toml::from_str(body).expect("config check prints TOML");
+    let mut all = Vec::new();
+    keys(&table, "", &mut all);
+    assert!(all.len() > 40, "{all:?}");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|k| !readme.contains(&format!("| `{k}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README's configuration reference lacks {missing:?}; run scripts/config-reference.py"
+    );
+}
