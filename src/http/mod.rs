@@ -14,6 +14,7 @@ mod prompts;
 pub mod reply;
 mod sse;
 mod storage;
+mod web;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,6 +52,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .or(admin::routes(state.clone()))
         .unify()
         .or(storage::routes(state.clone()))
+        .unify()
+        .or(web::routes(state.clone()))
         .unify();
     let app = api
         .with(cors(&state.config.server.cors_origins))

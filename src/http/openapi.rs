@@ -21,6 +21,8 @@ struct Op {
     auth: Auth,
     body: Option<Value>,
     answer: Value,
+    /// The answer's media type.
+    media: &'static str,
 }
 
 fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str) -> Op {
@@ -32,6 +34,7 @@ fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'st
         auth: Auth::Bearer,
         body: None,
         answer: json!({"type": "object"}),
+        media: "application/json",
     }
 }
 
@@ -50,6 +53,13 @@ impl Op {
     }
     fn answers(mut self, schema: Value) -> Op {
         self.answer = schema;
+        self
+    }
+    /// A public page or file of the web studio, answered as `media`.
+    fn web(mut self, media: &'static str) -> Op {
+        self.auth = Auth::None;
+        self.media = media;
+        self.answer = string();
         self
     }
 }
@@ -340,6 +350,15 @@ fn operations() -> Vec<Op> {
         )
         .admin()
         .answers(reference("JobAck")),
+        op("get", "/", "web", "The studio (HTML page)").web("text/html"),
+        op("get", "/admin", "web", "The admin console (HTML page)").web("text/html"),
+        op(
+            "get",
+            "/assets/{path}",
+            "web",
+            "A stylesheet or ES module of the pages (?v= for long caching)",
+        )
+        .web("text/javascript"),
     ]
 }
 
@@ -375,7 +394,7 @@ fn operation_json(op: &Op) -> Value {
         "summary": op.summary,
         "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}', '.', '-'], "_")),
         "responses": {
-            "200": {"description": "OK", "content": {"application/json": {"schema": op.answer}}},
+            "200": {"description": "OK", "content": {op.media: {"schema": op.answer}}},
             "default": {"description": "An error", "content": {"application/json": {"schema": reference("ErrorEnvelope")}}},
         },
     });

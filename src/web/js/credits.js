@@ -1,0 +1,25 @@
+// The credits panel: subscription, purchased, held, available; reloaded as jobs move.
+
+import * as api from './api.js';
+import { $, notify } from './dom.js';
+import { state, emit, debounce } from './state.js';
+
+/** Reads /v1/me and shows the credits. */
+export async function loadMe() {
+  try {
+    state.me = await api.get('/v1/me');
+  } catch (err) {
+    notify(err.message, 'error');
+    return;
+  }
+  const credits = state.me.credits || {};
+  for (const key of ['available', 'subscription', 'purchased', 'held']) {
+    $(`credits-${key}`).textContent = String(credits[key] ?? 0);
+  }
+  const sub = state.me.subscription;
+  $('plan').textContent = sub ? `Plan: ${sub.plan} (${sub.status})` : 'No subscription';
+  emit('credits', credits);
+}
+
+/** Reloads the credits shortly (many job events collapse into one request). */
+export const refreshCredits = debounce(loadMe, 250);

@@ -1,0 +1,66 @@
+// Packages with Buy: the checkout (simulated in `simulated` mode, Stripe's page in
+// `stripe` mode) comes back to the studio with ?success=true, and the credits reload.
+
+import * as api from './api.js';
+import { $, el, busy, notify, showError } from './dom.js';
+import { state } from './state.js';
+import { loadMe } from './credits.js';
+
+/** Loads the packages on sale. */
+export async function loadPackages() {
+  const mode = state.config?.billing_mode;
+  $('billing-mode').textContent = mode === 'simulated'
+    ? 'Billing is simulated on this server: checkout is a test page, no money moves.'
+    : '';
+  let page;
+  try {
+    page = await api.get('/v1/packages', { auth: false });
+  } catch (err) {
+    notify(err.message, 'error');
+    return;
+  }
+  const sorted = page.packages.slice().sort((a, b) => a.type.localeCompare(b.type) || a.sort_order - b.sort_order);
+  $('packages').replaceChildren(...sorted.map(card));
+}
+
+function card(pack) {
+  const monthly = pack.type === 'subscription';
+  const buy = el('button', { type: 'button', text: monthly ? 'Subscribe' : 'Buy', 'data-package': pack.id });
+  buy.addEventListener('click', () => checkout(pack, buy));
+  return el('li', { class: `package${pack.is_popular ? ' popular' : ''}`, 'data-type': pack.type },
+    el('strong', { text: pack.name }),
+    el('span', { text: `${pack.credits} credits${monthly ? ' a month' : ''}` }),
+    el('span', { class: 'muted small', text: `$${pack.price_usd}${monthly ? ' / month' : ''}` }),
+    buy);
+}
+
+async function checkout(pack, button) {
+  const error = $('buy-error');
+  showError(error, null);
+  const fn = pack.type === 'subscription' ? 'create-credit-checkout' : 'create-onetime-checkout';
+  try {
+    const answer = await busy(button, 'Opening checkout…', () =>
+      api.post(`/functions/v1/${fn}`, { packageId: pack.id, returnTo: '/' }));
+    window.location.assign(answer.url);
+  } catch (err) {
+    showError(error, err);
+  }
+}
+
+/** After a checkout: says how it went and reloads the credits until they change. */
+export async function handleCheckoutReturn() {
+  const params = new URLSearchParams(window.location.search);
+  if (!params.has('success') && !params.has('canceled')) return;
+  history.replaceState(null, '', window.location.pathname);
+  if (params.has('canceled')) {
+    notify('Checkout canceled: nothing was charged.');
+    return;
+  }
+  notify('Payment received. Your credits will appear in a moment.');
+  const before = state.me?.credits?.available;
+  for (let i = 0; i < 10; i += 1) {
+    await loadMe();
+    if (state.me?.credits?.available !== before) break;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
