@@ -521,8 +521,149 @@ async fn a_refinement_with_a_failing_unit_shows_the_partial_result() {
         )
         .await;
     browser.screenshots("studio-partial").await;
+
+    browser.select("#job-kind", "analysis").await;
+    browser.fill("#count", "2").await;
+    assert!(browser.text("#cost").await.starts_with("Free"));
+    browser.click("#job-submit").await;
+    browser
+        .until(
+            "the analysis",
+            "document.querySelector('#analysis-fields').textContent.includes('Product')",
+        )
+        .await;
+    browser
+        .until(
+            "the streamed prompts",
+            "!document.querySelector('#use-prompt').hidden",
+        )
+        .await;
+    let prompts = browser.text("#prompt-stream").await;
+    assert!(
+        prompts.len() > 20 && prompts != "Writing prompts…",
+        "{prompts}"
+    );
+    browser.click("#use-prompt").await;
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#prompt').value;")
+            .await,
+        json!(prompts)
+    );
     browser.close().await;
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_live_job_survives_a_server_restart() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) = Browser::start("the restart test").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = |bind: String| {
+        let mut config = common::test_config(dir.path());
+        config.server.bind = bind;
+        config.providers.local.delay_ms = 2_000;
+        config
+    };
+    let first = Process::start(config("127.0.0.1:0".into()));
+    let addr = first.addr;
+    let files = tempfile::tempdir().expect("temp dir");
+    browser.goto(&format!("http://{addr}/")).await;
+    browser.sign_in(&email("restart"), true).await;
+    browser
+        .until(
+            "the credits",
+            "document.querySelector('#credits-available').textContent === '30'",
+        )
+        .await;
+    browser
+        .upload(&[&png_file(files.path(), "p.png", 20, 20)])
+        .await;
+    browser
+        .until(
+            "the photo",
+            "document.querySelectorAll('#photos li[data-photo]').length === 1",
+        )
+        .await;
+    browser.fill("#prompt", "survives a restart").await;
+    browser.select("#model", "local").await;
+    browser.click("#job-submit").await;
+    browser
+        .until("a running job", &newest_job_is("processing"))
+        .await;
+
+    first.kill();
+    browser
+        .until(
+            "the reconnecting note",
+            "!document.querySelector('#jobs li.job .reconnect').hidden",
+        )
+        .await;
+    let second = Process::start(config(addr.to_string()));
+    browser
+        .until(
+            "the job to finish after the restart",
+            &newest_job_is("success"),
+        )
+        .await;
+    browser
+        .until(
+            "its image",
+            "document.querySelectorAll('#gallery img').length === 1",
+        )
+        .await;
+    browser
+        .until(
+            "one credit charged",
+            "document.querySelector('#credits-available').textContent === '29'",
+        )
+        .await;
+    browser.close().await;
+    second.kill();
+}
+
+/// A server in a runtime of its own, so that ending it ends every connection and task
+/// at once, as a killed process would (a graceful stop in the test's runtime would leave
+/// open event streams behind).
+struct Process {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Process {
+    fn start(config: atelier::config::Config) -> Process {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async move {
+                let running = atelier::app::start(config).await.expect("server starts");
+                addr_tx.send(running.addr).expect("addr sent");
+                let _ = stopped.await;
+                drop(running);
+            });
+            runtime.shutdown_timeout(Duration::from_millis(500));
+        });
+        let addr = addr_rx.recv().expect("server address");
+        Process {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Ends the server's runtime: every task and connection goes.
+    fn kill(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread");
+        }
+    }
 }
 
 #[tokio::test]

@@ -30,7 +30,8 @@ export async function errorOf(res) {
   return new ApiError(res.status, 'HTTP_' + res.status, `The server answered ${res.status}.`);
 }
 
-const OFFLINE = 'Cannot reach the server. Check that Atelier is running, then try again.';
+/** The message for a request that never reached the server. */
+export const OFFLINE = 'Cannot reach the server. Check that Atelier is running, then try again.';
 
 /** A fetch with the access token, renewing it first when close to expiry and once
  *  more on a 401. Answers the Response (ok) or throws an ApiError. */

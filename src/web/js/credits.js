@@ -1,13 +1,14 @@
 // The credits panel: subscription, purchased, held, available; reloaded as jobs move.
 
 import * as api from './api.js';
-import { $, notify } from './dom.js';
+import { $, notify, clearNotice } from './dom.js';
 import { state, emit, debounce } from './state.js';
 
 /** Reads /v1/me and shows the credits. */
 export async function loadMe() {
   try {
     state.me = await api.get('/v1/me');
+    clearNotice(api.OFFLINE);
   } catch (err) {
     notify(err.message, 'error');
     return;

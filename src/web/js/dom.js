@@ -59,6 +59,12 @@ export function notify(message, kind = 'info') {
   box.hidden = !message;
 }
 
+/** Hides the page-wide message if it still says `message`. */
+export function clearNotice(message) {
+  const box = $('notice');
+  if (box.textContent === message) box.hidden = true;
+}
+
 /** A random id for idempotency keys (works outside secure contexts too). */
 export function uid() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
