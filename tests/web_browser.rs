@@ -17,6 +17,16 @@ use tokio::process::{Child, Command};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const PASSWORD: &str = "correct-horse-battery";
 
+/// Billing (checkout, the simulated Pay page) lands from its own branch: until then the
+/// purchase step skips while the checkout route is missing. Set to `false` once billing
+/// is merged, so that a missing checkout fails the journey instead.
+const CHECKOUT_MAY_BE_MISSING: bool = true;
+
+/// Inputs without a label (none allowed).
+const UNLABELLED: &str = "return Array.from(document.querySelectorAll('input, select, textarea'))
+  .filter(n => n.getClientRects().length && !n.labels.length && !n.getAttribute('aria-label'))
+  .map(n => n.id || n.outerHTML.slice(0, 80));";
+
 /// One browser at a time: the machine is small and chromium is heavy.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -326,6 +336,11 @@ async fn a_seller_generates_buys_and_an_admin_grants_credits() {
             "document.querySelectorAll('#ledger tr').length >= 3",
         )
         .await;
+    assert_eq!(
+        browser.js(UNLABELLED).await,
+        json!([]),
+        "studio inputs without labels"
+    );
     browser.screenshots("studio").await;
     if std::env::var("ATELIER_UPDATE_README_SHOT").is_ok() {
         browser
@@ -347,7 +362,12 @@ async fn a_seller_generates_buys_and_an_admin_grants_credits() {
 
     let mut expected = 28;
     match checkout_available(&app).await {
-        Err(why) => eprintln!("skipping the credit-pack purchase: {why}"),
+        Err(why) => {
+            if !CHECKOUT_MAY_BE_MISSING {
+                panic!("the studio's Buy needs the checkout: {why}");
+            }
+            eprintln!("skipping the credit-pack purchase: {why}");
+        }
         Ok(()) => {
             let credits = browser
                 .js("return Number(document.querySelector('#packages li[data-type=\"one_time\"] button').closest('li').children[1].textContent.split(' ')[0]);")
@@ -439,6 +459,11 @@ async fn a_seller_generates_buys_and_an_admin_grants_credits() {
             ),
         )
         .await;
+    assert_eq!(
+        browser.js(UNLABELLED).await,
+        json!([]),
+        "admin inputs without labels"
+    );
     browser.screenshots("admin").await;
     browser.click("#sign-out").await;
 
@@ -521,6 +546,35 @@ async fn a_refinement_with_a_failing_unit_shows_the_partial_result() {
         )
         .await;
     browser.screenshots("studio-partial").await;
+
+    // Style replicate: one reference × two products (the second unit fails), then one
+    // reference × one group.
+    browser
+        .click("#photos li[data-photo] input[id$='-reference']")
+        .await;
+    browser.select("#job-kind", "single").await;
+    browser.fill("#count", "1").await;
+    assert!(browser.text("#cost").await.contains("2 images × 1 credit"));
+    browser.click("#job-submit").await;
+    browser
+        .until("the style replicate job", "document.querySelectorAll('#jobs li.job').length === 2 && document.querySelector('#jobs li.job').dataset.status === 'partial'")
+        .await;
+    assert!(browser
+        .text("#jobs li.job strong")
+        .await
+        .starts_with("Style replicate"));
+    browser.select("#job-kind", "batch").await;
+    assert!(browser.text("#cost").await.contains("1 image × 1 credit"));
+    browser.click("#job-submit").await;
+    browser
+        .until("the batch job", "document.querySelectorAll('#jobs li.job').length === 3 && document.querySelector('#jobs li.job').dataset.status === 'success'")
+        .await;
+    browser
+        .until(
+            "credits after both",
+            "document.querySelector('#credits-available').textContent === '27'",
+        )
+        .await;
 
     browser.select("#job-kind", "analysis").await;
     browser.fill("#count", "2").await;
@@ -738,6 +792,21 @@ async fn user_text_is_shown_as_text_and_sessions_end_with_a_message() {
         0,
         "injected script ran"
     );
+
+    // A token about to expire is renewed before it does (after a reload, too).
+    let before = browser
+        .js("const s = JSON.parse(sessionStorage.getItem('atelier.session')); s.expires_at = Math.floor(Date.now() / 1000) + 5; sessionStorage.setItem('atelier.session', JSON.stringify(s)); return s.access_token;")
+        .await;
+    browser.goto(&app.url("/")).await;
+    browser
+        .until("a renewed session", &format!("(() => {{ const s = JSON.parse(sessionStorage.getItem('atelier.session')); return s && s.access_token !== {before} && s.expires_at > Date.now() / 1000 + 3000; }})()"))
+        .await;
+    browser
+        .until(
+            "the studio",
+            "document.querySelector('#credits-available').textContent === '29'",
+        )
+        .await;
 
     // A session whose access token and refresh token are both dead: back to sign-in
     // with a message, never a blank page.

@@ -218,6 +218,8 @@ pub fn route_label(path: &str) -> String {
         ["v1", rest @ ..] if rest.len() <= 2 => path.to_string(),
         ["storage", "v1", "object", kind, ..] => format!("/storage/v1/object/{kind}/{{key}}"),
         ["dev", "checkout", ..] => "/dev/checkout/{id}".into(),
+        ["admin"] => "/admin".into(),
+        ["assets", ..] => "/assets/{path}".into(),
         _ => "other".into(),
     };
     // Names come from the path: keep only the ones a route could have.
@@ -239,6 +241,7 @@ mod tests {
     #[test]
     fn routes_become_templates() {
         assert_eq!(route_label("/v1/jobs/0190-abc"), "/v1/jobs/{id}");
+        assert_eq!(route_label("/assets/js/studio.js"), "/assets/{path}");
         assert_eq!(
             route_label("/v1/jobs/0190-abc/events"),
             "/v1/jobs/{id}/events"

@@ -1,12 +1,13 @@
 // Admin: everyone's jobs by status, with error codes and Retry for failed units.
 
 import * as api from './api.js';
-import { $, el, showError, when, notify } from './dom.js';
+import { $, el, busy, showError, when, notify } from './dom.js';
 import { jobTitle, outcome } from './jobs.js';
 
-/** Wires the status filter. */
+/** Wires the status filter and the refresh button. */
 export function setupJobs() {
   $('job-status').addEventListener('change', loadJobs);
+  $('jobs-refresh').addEventListener('click', () => busy($('jobs-refresh'), 'Refreshing…', loadJobs));
 }
 
 /** Loads the latest jobs with the chosen status. */
