@@ -102,9 +102,9 @@ impl Browser {
             .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
     }
 
-    /// Waits until `expr` is truthy in the page (15 s), naming `what` on timeout.
+    /// Waits until `expr` is truthy in the page (30 s: CI machines are busy), naming `what` on timeout.
     pub async fn until(&self, what: &str, expr: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let value = self.js(&format!("return Boolean({expr});")).await;
             if value == Value::Bool(true) {
