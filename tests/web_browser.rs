@@ -106,6 +106,25 @@ async fn a_seller_generates_buys_and_an_admin_grants_credits() {
             "not 16:9: {w}×{h}"
         );
     }
+    browser.click("#gallery .thumb").await;
+    browser
+        .until(
+            "the full-size view",
+            "document.querySelector('#viewer').open && document.querySelector('#viewer-image').naturalWidth === 1024",
+        )
+        .await;
+    assert!(browser
+        .text("#viewer-caption")
+        .await
+        .contains("a red box on a marble table"));
+    let download = browser
+        .js("return document.querySelector('#viewer-download').getAttribute('download');")
+        .await;
+    assert!(
+        download.as_str().is_some_and(|name| name.ends_with(".png")),
+        "{download}"
+    );
+    browser.click("#viewer-close").await;
     browser
         .until(
             "credits down by 2",
