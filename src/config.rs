@@ -306,13 +306,45 @@ impl Default for AuthConfig {
 pub struct BillingConfig {
     /// `simulated` (no keys, no network) or `stripe`.
     pub mode: String,
+    /// Stripe secret key (`sk_test_…` / `sk_live_…`); needed in `stripe` mode.
+    pub secret_key: Option<String>,
+    /// Webhook endpoint secret (`whsec_…`). In `simulated` mode, unset means one derived
+    /// from the JWT secret.
+    pub webhook_secret: Option<String>,
+    /// Stripe API base URL (a proxy or a test server may stand in).
+    pub api_base: String,
+    /// Pinned `Stripe-Version` sent with every API call.
+    pub api_version: String,
+    /// The web client's base URL: checkout success/cancel and portal return URLs start here.
+    pub app_url: String,
+    /// Seconds a webhook signature stays valid.
+    pub webhook_tolerance_secs: u64,
+    /// Longest Stripe API call, in seconds.
+    pub timeout_secs: u64,
+    /// Attempts per Stripe API call (connection errors, 409, 429, 5xx are retried).
+    pub max_attempts: u32,
 }
 
 impl Default for BillingConfig {
     fn default() -> Self {
         BillingConfig {
             mode: "simulated".into(),
+            secret_key: None,
+            webhook_secret: None,
+            api_base: "https://api.stripe.com".into(),
+            api_version: "2025-03-31.basil".into(),
+            app_url: "http://127.0.0.1:8787".into(),
+            webhook_tolerance_secs: 300,
+            timeout_secs: 20,
+            max_attempts: 3,
         }
+    }
+}
+
+impl BillingConfig {
+    /// Whether payments go to the real (or a fake) Stripe.
+    pub fn is_stripe(&self) -> bool {
+        self.mode == "stripe"
     }
 }
 
@@ -475,6 +507,15 @@ impl Config {
         }
         if !matches!(self.billing.mode.as_str(), "simulated" | "stripe") {
             return bad("billing.mode", "expected \"simulated\" or \"stripe\"");
+        }
+        if self.billing.max_attempts == 0 || self.billing.timeout_secs == 0 {
+            return bad(
+                "billing.max_attempts",
+                "max_attempts and timeout_secs must be at least 1",
+            );
+        }
+        if !self.billing.app_url.starts_with("http") {
+            return bad("billing.app_url", "expected an http(s) URL");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format", "expected \"text\" or \"json\"");

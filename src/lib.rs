@@ -15,3 +15,4 @@ pub mod generation;
 pub mod http;
 pub mod providers;
 pub mod storage;
+pub mod stripe;

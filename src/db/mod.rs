@@ -2,6 +2,7 @@
 //! callers get Atelier's own types and [`DbError`], never rusqlite rows or errors.
 
 pub mod accounts;
+pub mod billing;
 pub mod jobs;
 pub mod ledger;
 pub mod migrate;
@@ -104,7 +105,40 @@ impl Db {
     where
         E: From<DbError>,
     {
+        self.transaction_with(false, f)
+    }
+
+    /// [`Db::transaction`], committed with `synchronous=FULL` when `durable`: the commit
+    /// survives a power loss, for answers to parties that will not ask again (Stripe).
+    pub fn transaction_with<T, E>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
         let mut conn = self.pool.get().map_err(DbError::from)?;
+        if durable {
+            conn.execute_batch("PRAGMA synchronous = FULL")
+                .map_err(DbError::from)?;
+        }
+        let result = Self::run_transaction(&mut conn, f);
+        if durable {
+            if let Err(err) = conn.execute_batch("PRAGMA synchronous = NORMAL") {
+                tracing::warn!(error = %err, "cannot restore synchronous=NORMAL");
+            }
+        }
+        result
+    }
+
+    fn run_transaction<T, E>(
+        conn: &mut Connection,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
         let mut attempt = 1;
         let tx = loop {
             match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
