@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorRef};
 use tokio::sync::broadcast;
 
+use crate::actors::billing::{Billing, BillingHandle};
 use crate::actors::generator::{GeneratorActor, GeneratorArgs};
 use crate::actors::ledger::LedgerHandle;
 use crate::actors::supervisor::{JobSupervisor, ProviderSlot, SupervisorArgs, SupervisorMsg};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub db: Db,
     pub ledger: LedgerHandle,
     pub auth: AuthService,
+    /// Checkout, portal and webhooks (Stripe or simulated).
+    pub billing: BillingHandle,
     pub storage: LocalStorage,
     pub supervisor: ActorRef<SupervisorMsg>,
     /// A job id is sent here after every change of that job.
@@ -106,6 +109,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         auth,
         secret,
     } = build_core(&config).await?;
+    let billing = spawn_billing(&config, &db, &ledger, &secret).await?;
     let storage = LocalStorage::new(config.data.dir.join("storage"));
     let (job_events, _) = broadcast::channel(1024);
     let providers = build_providers(&config, &storage);
@@ -115,6 +119,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         db,
         ledger,
         auth,
+        billing,
         storage,
         supervisor,
         job_events,
@@ -122,6 +127,36 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         prompt_streams: Arc::new(AtomicUsize::new(0)),
         upload_signer: UploadSigner::new(&secret),
     }))
+}
+
+/// Starts the billing actor. Simulated mode without a configured webhook secret signs
+/// with one derived from the JWT secret.
+pub async fn spawn_billing(
+    config: &Config,
+    db: &Db,
+    ledger: &LedgerHandle,
+    jwt_secret: &[u8],
+) -> Result<BillingHandle, StartError> {
+    let billing = &config.billing;
+    let webhook_secret = billing
+        .webhook_secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            (!billing.is_stripe())
+                .then(|| crate::stripe::simulated::derived_webhook_secret(jwt_secret))
+        });
+    if billing.is_stripe() && (webhook_secret.is_none() || billing.secret_key.is_none()) {
+        tracing::warn!("billing.mode is stripe but secret_key or webhook_secret is not set");
+    }
+    BillingHandle::spawn(Billing::new(
+        db.clone(),
+        ledger.clone(),
+        billing.clone(),
+        webhook_secret,
+    ))
+    .await
+    .map_err(|e| StartError(format!("cannot start the billing actor: {e}")))
 }
 
 /// Every configured provider.
@@ -214,6 +249,7 @@ impl RunningApp {
         }
         let _ = (&mut self.server).await;
         self.state.supervisor.stop(None);
+        self.state.billing.stop();
         self.state.ledger.stop();
     }
 
@@ -221,6 +257,7 @@ impl RunningApp {
     pub async fn wait(mut self) {
         let _ = (&mut self.server).await;
         self.state.supervisor.stop(None);
+        self.state.billing.stop();
         self.state.ledger.stop();
     }
 }

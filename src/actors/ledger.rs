@@ -312,7 +312,7 @@ impl LedgerHandle {
         key: String,
         reason: String,
     ) -> Result<LedgerEntry, ApiError> {
-        self.run(move |conn| reverse(conn, &grant_key, amount, &key, &reason))
+        self.run(move |conn| reverse(conn, &grant_key, amount, &key, &reason, None))
             .await
     }
 
@@ -424,6 +424,7 @@ pub(super) fn reverse(
     amount: Option<i64>,
     key: &str,
     reason: &str,
+    stripe_event_id: Option<&str>,
 ) -> Result<LedgerEntry, ApiError> {
     let original = ledger::find_by_key(conn, grant_key)?
         .filter(|e| e.kind == "grant")
@@ -451,6 +452,7 @@ pub(super) fn reverse(
             amount,
             bucket: Some(bucket.as_str()),
             deltas: credits::reverse(&balances, bucket, amount),
+            stripe_event_id,
             reason: Some(reason),
             idempotency_key: key,
             ..NewEntry::default()

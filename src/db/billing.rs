@@ -339,19 +339,22 @@ pub enum PaymentKey {
     Session,
     Invoice,
     PaymentIntent,
+    /// The first payment of a subscription (its checkout).
+    SubscriptionStart,
 }
 
 /// A payment found by one of its ids.
 pub fn payment_by(conn: &Connection, key: PaymentKey, value: &str) -> DbResult<Option<Payment>> {
-    let column = match key {
-        PaymentKey::Id => "id",
-        PaymentKey::Session => "checkout_session_id",
-        PaymentKey::Invoice => "invoice_id",
-        PaymentKey::PaymentIntent => "payment_intent_id",
+    let filter = match key {
+        PaymentKey::Id => "id = ?1",
+        PaymentKey::Session => "checkout_session_id = ?1",
+        PaymentKey::Invoice => "invoice_id = ?1",
+        PaymentKey::PaymentIntent => "payment_intent_id = ?1",
+        PaymentKey::SubscriptionStart => "subscription_id = ?1 AND kind = 'subscription'",
     };
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE {column} = ?1"
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE {filter} LIMIT 1"
         ))?
         .query_row([value], payment_from_row)
         .optional()?)

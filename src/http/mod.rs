@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod auth;
+mod billing;
 mod extract;
 mod generate;
 mod jobs;
@@ -50,6 +51,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .or(admin::routes(state.clone()))
         .unify()
         .or(storage::routes(state.clone()))
+        .unify()
+        .or(billing::routes(state.clone()))
         .unify();
     let app = api
         .with(cors(&state.config.server.cors_origins))

@@ -69,7 +69,7 @@ struct StsRequest {
 }
 
 /// The public base URL: configured, or from the request's `Host`.
-fn base_url(state: &State, req: &Request) -> String {
+pub(super) fn base_url(state: &State, req: &Request) -> String {
     match &state.config.server.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!(

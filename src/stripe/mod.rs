@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod event;
+pub mod forms;
 pub mod signature;
 pub mod simulated;

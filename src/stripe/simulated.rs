@@ -72,6 +72,34 @@ pub fn charge_refunded(payment: &Payment, refunded_total: i64, created: i64) -> 
     event("charge.refunded", object, created)
 }
 
+/// The webhook secret of simulated mode when none is configured: derived from the JWT
+/// secret, so it is stable across restarts and unknown outside this installation.
+pub fn derived_webhook_secret(jwt_secret: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(jwt_secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(b"atelier simulated stripe webhook secret");
+    let bytes = mac.finalize().into_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("whsec_sim_{hex}")
+}
+
+/// A small page for the simulated customer portal.
+pub fn portal_page(customer_id: &str, plan: &str, status: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Billing portal (simulated)</title></head>
+<body><h1>Simulated billing portal</h1>
+<p>Customer <code>{}</code>: plan <b>{}</b>, status <b>{}</b>.</p>
+<p>Use <code>atelier stripe trigger</code> to simulate renewals, cancellations and refunds.</p>
+</body></html>
+"#,
+        escape(customer_id),
+        escape(plan),
+        escape(status)
+    )
+}
+
 /// Minor units as money text, e.g. `20.00 USD`.
 pub fn money(amount: i64, currency: &str) -> String {
     format!(
