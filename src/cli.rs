@@ -319,11 +319,11 @@ async fn trigger(
         "checkout.session.completed" => {
             let email = need(args.email.clone(), "email")?;
             let package = need(args.package.clone(), "package")?;
-            let applied = billing
+            let session = billing
                 .trigger_checkout(&email, &package)
                 .await
                 .map_err(|e| fail(e.message))?;
-            println!("checkout.session.completed for {email} ({package}): {applied:?}");
+            println!("checkout.session.completed for {email} ({package}): session {session}");
         }
         "charge.refunded" => {
             let payment = need(args.payment.clone(), "payment")?;

@@ -478,8 +478,8 @@ impl BillingHandle {
     }
 
     /// `atelier stripe trigger checkout.session.completed`: a paid simulated checkout of
-    /// `package` (id or name) for the user with `email`.
-    pub async fn trigger_checkout(&self, email: &str, package: &str) -> Result<Applied, ApiError> {
+    /// `package` (id or name) for the user with `email`. Returns the session id.
+    pub async fn trigger_checkout(&self, email: &str, package: &str) -> Result<String, ApiError> {
         let (email, package) = (email.trim().to_ascii_lowercase(), package.to_string());
         let (user, package) = self
             .billing
@@ -512,7 +512,7 @@ impl BillingHandle {
         let id = session.id.clone();
         self.billing.store_session(session).await?;
         self.simulate_pay(&id).await?;
-        Ok(Applied::Applied)
+        Ok(id)
     }
 
     /// `atelier stripe trigger charge.refunded`: refunds `amount` minor units (the rest

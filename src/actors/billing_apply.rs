@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use super::ledger::{grant, reverse};
-use crate::db::billing::{self as bdb, EventRecord, Payment, PaymentKey, ProfileKey};
+use crate::db::billing::{self as bdb, EventRecord, Payment, PaymentKey, ProfileKey, RefundTotals};
 use crate::db::ledger as ldb;
 use crate::db::{accounts, packages};
 use crate::domain::credits::Bucket;
@@ -498,9 +498,11 @@ fn charge_refunded(conn: &Connection, event: &Event, now: i64) -> Result<Outcome
         conn,
         &payment,
         charge_id,
-        refunded,
-        credits_target,
-        bonus_target,
+        RefundTotals {
+            refunded,
+            credits_reversed: credits_target,
+            bonus_reversed: bonus_target,
+        },
         &event.id,
         now,
     )?;

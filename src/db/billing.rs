@@ -376,29 +376,38 @@ pub fn attach_ids(
     Ok(())
 }
 
+/// A payment's cumulative refund totals after a refund event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefundTotals {
+    /// Minor units refunded so far.
+    pub refunded: i64,
+    /// Plan credits reversed so far.
+    pub credits_reversed: i64,
+    /// Bonus credits reversed so far.
+    pub bonus_reversed: i64,
+}
+
 /// Records a refund against a payment and its new cumulative totals.
 pub fn record_refund(
     conn: &Connection,
     payment: &Payment,
     charge_id: &str,
-    refunded_total: i64,
-    credits_reversed: i64,
-    bonus_reversed: i64,
+    totals: RefundTotals,
     event_id: &str,
     now: i64,
 ) -> DbResult<()> {
-    let this_refund = refunded_total - payment.amount_refunded;
-    let this_credits =
-        credits_reversed - payment.credits_reversed + bonus_reversed - payment.bonus_reversed;
+    let this_refund = totals.refunded - payment.amount_refunded;
+    let this_credits = totals.credits_reversed - payment.credits_reversed + totals.bonus_reversed
+        - payment.bonus_reversed;
     conn.prepare_cached(
         "UPDATE payments SET amount_refunded = ?2, credits_reversed = ?3, bonus_reversed = ?4
          WHERE id = ?1",
     )?
     .execute(params![
         payment.id,
-        refunded_total,
-        credits_reversed,
-        bonus_reversed
+        totals.refunded,
+        totals.credits_reversed,
+        totals.bonus_reversed
     ])?;
     conn.prepare_cached(
         "INSERT INTO refunds (id, payment_id, user_id, charge_id, amount, credits_reversed,
