@@ -393,3 +393,46 @@ async fn a_failure_mid_way_rolls_everything_back() {
     assert_eq!(recorded, None);
     assert_audit_clean(&app);
 }
+
+/// A plan changed in the portal: the subscription's new price names the plan, and the
+/// next renewal grants that plan's credits (pre-basil invoice line shape).
+#[tokio::test]
+async fn a_plan_change_follows_the_price() {
+    let (app, _fake) = stripe_app().await;
+    let user = app.new_user().await;
+    deliver_ok(
+        &app,
+        &completed(
+            "evt_pc",
+            checkout_session("cs_pc", &user, STARTER_SUB, "subscription"),
+        ),
+    )
+    .await;
+    assert_eq!(me(&app, &user).await["subscription"]["plan"], "Starter");
+    let upgrade = event(
+        "evt_pc_up",
+        "customer.subscription.updated",
+        now_secs() + 5,
+        json!({"id": "sub_cs_pc", "object": "subscription", "status": "active",
+            "current_period_end": 4102444800i64,
+            "items": {"data": [{"price": {"id": "price_pro_usd"}}]}}),
+    );
+    deliver_ok(&app, &upgrade).await;
+    let profile = me(&app, &user).await["subscription"].clone();
+    assert_eq!(profile["plan"], "Professional", "{profile}");
+    assert_eq!(profile["current_period_end"], "2100-01-01T00:00:00Z");
+    let renewal = event(
+        "evt_pc_renew",
+        "invoice.paid",
+        now_secs() + 6,
+        json!({"id": "in_pc_2", "billing_reason": "subscription_cycle", "amount_paid": 2000,
+            "currency": "usd", "subscription": "sub_cs_pc",
+            "lines": {"data": [{"price": {"id": "price_pro_usd"}}]}}),
+    );
+    deliver_ok(&app, &renewal).await;
+    assert_eq!(
+        app.credits(&user.access_token).await["subscription"],
+        250 + 25 + 1200
+    );
+    assert_audit_clean(&app);
+}

@@ -316,13 +316,20 @@ fn invoice_paid(conn: &Connection, event: &Event, now: i64) -> Result<Outcome, A
         Some(id) => Some(id),
         None => profile.as_ref().map(|p| p.user_id.clone()),
     };
-    let package_id = ev::text(metadata, "package_id")
-        .map(str::to_string)
-        .or_else(|| profile.as_ref().and_then(|p| p.package_id.clone()));
-    let package = match &package_id {
-        Some(id) => packages::find(conn, id)?,
+    // The plan paid for: the invoice's price (a plan changed in the portal), else the
+    // subscription's metadata, else the plan on record.
+    let mut package = match ev::invoice_price(inv) {
+        Some(price) => packages::find_by_price(conn, price)?,
         None => None,
     };
+    let fallback = ev::text(metadata, "package_id")
+        .map(str::to_string)
+        .or_else(|| profile.as_ref().and_then(|p| p.package_id.clone()));
+    if package.is_none() {
+        if let Some(id) = &fallback {
+            package = packages::find(conn, id)?;
+        }
+    }
     let (Some(user_id), Some(package)) = (user_id, package) else {
         return Ok(match subscription {
             Some(sub) => Outcome::parked(sub),
@@ -429,6 +436,13 @@ fn subscription_changed(
         }
     };
     let changed = bdb::set_status(conn, sub, status, period_end, event.created, now)?;
+    if changed {
+        if let Some(plan) = ev::subscription_price(s) {
+            if let Some(package) = packages::find_by_price(conn, plan)? {
+                bdb::set_plan(conn, sub, &package.id, now)?;
+            }
+        }
+    }
     let outcome = Outcome::applied(&user_id, vec![]);
     Ok(if changed {
         outcome

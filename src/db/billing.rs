@@ -172,6 +172,20 @@ pub fn set_status(
     Ok(n > 0)
 }
 
+/// Changes a subscription's plan (a change made in the portal).
+pub fn set_plan(
+    conn: &Connection,
+    subscription_id: &str,
+    package_id: &str,
+    now: i64,
+) -> DbResult<()> {
+    conn.prepare_cached(
+        "UPDATE billing_profiles SET package_id = ?2, updated_at = ?3 WHERE subscription_id = ?1",
+    )?
+    .execute(params![subscription_id, package_id, now])?;
+    Ok(())
+}
+
 /// Moves a subscription's period end forward (never back).
 pub fn extend_period(conn: &Connection, subscription_id: &str, end: i64, now: i64) -> DbResult<()> {
     conn.prepare_cached(

@@ -60,6 +60,22 @@ pub fn find(conn: &Connection, id: &str) -> DbResult<Option<Package>> {
         .optional()?)
 }
 
+/// The package one of whose Stripe price ids is `price_id`.
+pub fn find_by_price(conn: &Connection, price_id: &str) -> DbResult<Option<Package>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, name, type, price_usd_cents, credits, first_sub_bonus, is_popular,
+                    sort_order, active, stripe_price_ids
+             FROM packages p
+             WHERE json_valid(p.stripe_price_ids)
+               AND EXISTS (SELECT 1 FROM json_each(p.stripe_price_ids) WHERE value = ?1)
+             ORDER BY sort_order LIMIT 1",
+        )?
+        .query_row([price_id], from_row)
+        .optional()?)
+}
+
 /// Sets the Stripe price id of a package for one currency; false if no such package.
 pub fn set_stripe_price(
     conn: &Connection,

@@ -79,6 +79,18 @@ pub fn invoice_payment_intent(invoice: &Value) -> Option<&str> {
     })
 }
 
+/// The price of an invoice's first line: `price.id` before basil,
+/// `pricing.price_details.price` from basil.
+pub fn invoice_price(invoice: &Value) -> Option<&str> {
+    let line = &invoice["lines"]["data"][0];
+    id_of(line, "price").or_else(|| id_of(&line["pricing"]["price_details"], "price"))
+}
+
+/// The price of a subscription's first item.
+pub fn subscription_price(subscription: &Value) -> Option<&str> {
+    id_of(&subscription["items"]["data"][0], "price")
+}
+
 /// The period end of an invoice's first line (unix seconds).
 pub fn invoice_period_end(invoice: &Value) -> Option<i64> {
     invoice["lines"]["data"][0]["period"]["end"].as_i64()
@@ -151,6 +163,17 @@ mod tests {
             assert_eq!(invoice_payment_intent(&invoice), Some("pi_1"));
             assert_eq!(invoice_metadata(&invoice)["user_id"], "u");
         }
+    }
+
+    #[test]
+    fn prices_are_read_in_both_shapes() {
+        let old = json!({"lines": {"data": [{"price": {"id": "price_1"}}]}});
+        let basil =
+            json!({"lines": {"data": [{"pricing": {"price_details": {"price": "price_1"}}}]}});
+        assert_eq!(invoice_price(&old), Some("price_1"));
+        assert_eq!(invoice_price(&basil), Some("price_1"));
+        let sub = json!({"items": {"data": [{"price": {"id": "price_2"}}]}});
+        assert_eq!(subscription_price(&sub), Some("price_2"));
     }
 
     #[test]
