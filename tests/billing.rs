@@ -547,3 +547,36 @@ fn cli_trigger_checkout_and_refund() {
     ]);
     assert!(out.contains("price_hkd_1"), "{out}");
 }
+
+/// The `[billing]` keys come from the environment too (`ATELIER_BILLING_*`).
+#[test]
+fn billing_keys_from_the_environment() {
+    let env: Vec<(String, String)> = [
+        ("ATELIER_BILLING_MODE", "stripe"),
+        ("ATELIER_BILLING_SECRET_KEY", "sk_test_env"),
+        ("ATELIER_BILLING_WEBHOOK_SECRET", "whsec_env"),
+        ("ATELIER_BILLING_API_BASE", "http://127.0.0.1:1"),
+        ("ATELIER_BILLING_APP_URL", "https://app.example"),
+        ("ATELIER_BILLING_WEBHOOK_TOLERANCE_SECS", "120"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "").unwrap();
+    let config = atelier::config::Config::load_from(Some(&path), &env).unwrap();
+    let b = &config.billing;
+    assert!(b.is_stripe());
+    assert_eq!(b.secret_key.as_deref(), Some("sk_test_env"));
+    assert_eq!(b.webhook_secret.as_deref(), Some("whsec_env"));
+    assert_eq!(b.api_base, "http://127.0.0.1:1");
+    assert_eq!(b.app_url, "https://app.example");
+    assert_eq!(b.webhook_tolerance_secs, 120);
+    let bad = [(
+        "ATELIER_BILLING_APP_URL".to_string(),
+        "app.example".to_string(),
+    )];
+    let err = atelier::config::Config::load_from(Some(&path), &bad).unwrap_err();
+    assert!(err.to_string().contains("billing.app_url"), "{err}");
+}

@@ -193,7 +193,12 @@ impl Billing {
         let result = self
             .ledger
             .run_with(true, move |conn| apply_event(conn, &event, now_ms()))
-            .await;
+            .await
+            // Whatever stopped it, the event was rolled back and Stripe must try again.
+            .map_err(|err| match err.code {
+                ErrorCode::INTERNAL_ERROR => err,
+                _ => ApiError::internal().cause(err.to_string()),
+            });
         match &result {
             Ok(applied) => tracing::info!(event_id = %id, %kind, ?applied, "stripe event"),
             Err(err) => tracing::error!(event_id = %id, %kind, error = %err,

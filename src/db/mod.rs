@@ -204,6 +204,29 @@ pub fn new_id() -> String {
 mod tests {
     use super::*;
 
+    /// A durable transaction runs with `synchronous=FULL` and leaves its connection
+    /// back at `NORMAL`.
+    #[test]
+    fn durable_transactions_commit_with_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), 2, Duration::from_millis(400)).unwrap();
+        let sync = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        let inside = db
+            .transaction_with(true, |conn| Ok::<_, DbError>(sync(conn)))
+            .unwrap();
+        assert_eq!(inside, 2, "FULL");
+        db.with_conn(|a| {
+            db.with_conn(|b| {
+                assert_eq!((sync(a), sync(b)), (1, 1), "both back at NORMAL");
+                Ok(())
+            })
+        })
+        .unwrap();
+    }
+
     /// A writer that holds the lock longer than one busy timeout does not make the next
     /// transaction fail: taking the lock is tried again.
     #[test]
