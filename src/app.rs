@@ -129,36 +129,6 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
     }))
 }
 
-/// Starts the billing actor. Simulated mode without a configured webhook secret signs
-/// with one derived from the JWT secret.
-pub async fn spawn_billing(
-    config: &Config,
-    db: &Db,
-    ledger: &LedgerHandle,
-    jwt_secret: &[u8],
-) -> Result<BillingHandle, StartError> {
-    let billing = &config.billing;
-    let webhook_secret = billing
-        .webhook_secret
-        .clone()
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            (!billing.is_stripe())
-                .then(|| crate::stripe::simulated::derived_webhook_secret(jwt_secret))
-        });
-    if billing.is_stripe() && (webhook_secret.is_none() || billing.secret_key.is_none()) {
-        tracing::warn!("billing.mode is stripe but secret_key or webhook_secret is not set");
-    }
-    BillingHandle::spawn(Billing::new(
-        db.clone(),
-        ledger.clone(),
-        billing.clone(),
-        webhook_secret,
-    ))
-    .await
-    .map_err(|e| StartError(format!("cannot start the billing actor: {e}")))
-}
-
 /// Every configured provider.
 fn build_providers(config: &Config, storage: &LocalStorage) -> HashMap<String, Arc<dyn Provider>> {
     let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
@@ -257,7 +227,6 @@ impl RunningApp {
     pub async fn wait(mut self) {
         let _ = (&mut self.server).await;
         self.state.supervisor.stop(None);
-        self.state.billing.stop();
         self.state.ledger.stop();
     }
 }
@@ -367,4 +336,34 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents)?;
     file.sync_all()
+}
+
+/// Starts the billing actor. Simulated mode without a configured webhook secret signs
+/// with one derived from the JWT secret.
+pub async fn spawn_billing(
+    config: &Config,
+    db: &Db,
+    ledger: &LedgerHandle,
+    jwt_secret: &[u8],
+) -> Result<BillingHandle, StartError> {
+    let billing = &config.billing;
+    let webhook_secret = billing
+        .webhook_secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            (!billing.is_stripe())
+                .then(|| crate::stripe::simulated::derived_webhook_secret(jwt_secret))
+        });
+    if billing.is_stripe() && (webhook_secret.is_none() || billing.secret_key.is_none()) {
+        tracing::warn!("billing.mode is stripe but secret_key or webhook_secret is not set");
+    }
+    BillingHandle::spawn(Billing::new(
+        db.clone(),
+        ledger.clone(),
+        billing.clone(),
+        webhook_secret,
+    ))
+    .await
+    .map_err(|e| StartError(format!("cannot start the billing actor: {e}")))
 }

@@ -34,59 +34,14 @@ pub enum Command {
     /// Manage credits.
     #[command(subcommand)]
     Credits(CreditsCommand),
+    /// Billing tools: simulated Stripe events, package prices.
+    #[command(subcommand)]
+    Stripe(StripeCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Recompute every account from its ledger; exit non-zero on any mismatch.
     Audit,
-    /// Billing tools: simulated Stripe events, package prices.
-    #[command(subcommand)]
-    Stripe(StripeCommand),
-}
-
-/// `atelier stripe …`
-#[derive(Debug, Subcommand)]
-pub enum StripeCommand {
-    /// Build the event Stripe would send, sign it with the webhook secret and apply it
-    /// through the webhook code: `checkout.session.completed --email E --package P` or
-    /// `charge.refunded --payment ID [--amount CENTS]`.
-    Trigger(StripeTrigger),
-    /// Set a package's Stripe price id for a currency.
-    SetPrice(StripeSetPrice),
-}
-
-/// `atelier stripe trigger`
-#[derive(Debug, Args)]
-pub struct StripeTrigger {
-    /// `checkout.session.completed` or `charge.refunded`.
-    pub event: String,
-    /// The buyer's email (checkout.session.completed).
-    #[arg(long)]
-    pub email: Option<String>,
-    /// The package id or name (checkout.session.completed).
-    #[arg(long)]
-    pub package: Option<String>,
-    /// The payment: its id (see /v1/billing/transactions), payment intent, invoice or
-    /// checkout session (charge.refunded).
-    #[arg(long)]
-    pub payment: Option<String>,
-    /// Minor units to refund (default: what is left).
-    #[arg(long)]
-    pub amount: Option<i64>,
-}
-
-/// `atelier stripe set-price`
-#[derive(Debug, Args)]
-pub struct StripeSetPrice {
-    /// The package id.
-    #[arg(long)]
-    pub package: String,
-    /// usd, cny or hkd.
-    #[arg(long, default_value = "usd")]
-    pub currency: String,
-    /// The Stripe price id (price_…).
-    #[arg(long)]
-    pub price: String,
 }
 
 /// `atelier user …`
@@ -134,6 +89,51 @@ pub struct CreditsGrant {
     /// Idempotency key (default: a new one, so every call grants).
     #[arg(long)]
     pub key: Option<String>,
+}
+
+/// `atelier stripe …`
+#[derive(Debug, Subcommand)]
+pub enum StripeCommand {
+    /// Build the event Stripe would send, sign it with the webhook secret and apply it
+    /// through the webhook code: `checkout.session.completed --email E --package P` or
+    /// `charge.refunded --payment ID [--amount CENTS]`.
+    Trigger(StripeTrigger),
+    /// Set a package's Stripe price id for a currency.
+    SetPrice(StripeSetPrice),
+}
+
+/// `atelier stripe trigger`
+#[derive(Debug, Args)]
+pub struct StripeTrigger {
+    /// `checkout.session.completed` or `charge.refunded`.
+    pub event: String,
+    /// The buyer's email (checkout.session.completed).
+    #[arg(long)]
+    pub email: Option<String>,
+    /// The package id or name (checkout.session.completed).
+    #[arg(long)]
+    pub package: Option<String>,
+    /// The payment: its id (see /v1/billing/transactions), payment intent, invoice or
+    /// checkout session (charge.refunded).
+    #[arg(long)]
+    pub payment: Option<String>,
+    /// Minor units to refund (default: what is left).
+    #[arg(long)]
+    pub amount: Option<i64>,
+}
+
+/// `atelier stripe set-price`
+#[derive(Debug, Args)]
+pub struct StripeSetPrice {
+    /// The package id.
+    #[arg(long)]
+    pub package: String,
+    /// usd, cny or hkd.
+    #[arg(long, default_value = "usd")]
+    pub currency: String,
+    /// The Stripe price id (price_…).
+    #[arg(long)]
+    pub price: String,
 }
 
 /// `atelier config …`
@@ -189,14 +189,14 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             if shown.auth.anon_key.is_some() {
                 shown.auth.anon_key = Some("<hidden>".into());
             }
-            if shown.queue.worker_secret.is_some() {
-                shown.queue.worker_secret = Some("<hidden>".into());
-            }
             if shown.billing.secret_key.is_some() {
                 shown.billing.secret_key = Some("<hidden>".into());
             }
             if shown.billing.webhook_secret.is_some() {
                 shown.billing.webhook_secret = Some("<hidden>".into());
+            }
+            if shown.queue.worker_secret.is_some() {
+                shown.queue.worker_secret = Some("<hidden>".into());
             }
             let text = toml::to_string_pretty(&shown).map_err(|e| fail(e.to_string()))?;
             println!("# configuration is valid\n{text}");
@@ -265,81 +265,9 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Audit => audit(config).await,
         Command::Stripe(command) => stripe(command, config).await,
+        Command::Audit => audit(config).await,
     }
-}
-
-async fn stripe(command: StripeCommand, config: Config) -> Result<(), CliError> {
-    match command {
-        StripeCommand::SetPrice(args) => {
-            let currency = args.currency.to_ascii_lowercase();
-            if !crate::domain::billing::CURRENCIES.contains(&currency.as_str()) {
-                return Err(fail("--currency must be usd, cny or hkd"));
-            }
-            let db = app::open_db(&config).await?;
-            let found = db
-                .transaction(|conn| {
-                    crate::db::packages::set_stripe_price(
-                        conn,
-                        &args.package,
-                        &currency,
-                        &args.price,
-                    )
-                })
-                .map_err(|e| fail(e.to_string()))?;
-            if !found {
-                return Err(fail(format!("no package {}", args.package)));
-            }
-            println!(
-                "package {} costs {} in {currency}",
-                args.package, args.price
-            );
-            Ok(())
-        }
-        StripeCommand::Trigger(args) => {
-            let core = app::build_core(&config).await?;
-            let secret = app::jwt_secret(&config)?;
-            let billing = app::spawn_billing(&config, &core.db, &core.ledger, &secret).await?;
-            let result = trigger(&billing, args).await;
-            billing.stop();
-            result
-        }
-    }
-}
-
-async fn trigger(
-    billing: &crate::actors::billing::BillingHandle,
-    args: StripeTrigger,
-) -> Result<(), CliError> {
-    let need = |value: Option<String>, flag: &str| {
-        value.ok_or_else(|| fail(format!("{} needs --{flag}", args.event)))
-    };
-    match args.event.as_str() {
-        "checkout.session.completed" => {
-            let email = need(args.email.clone(), "email")?;
-            let package = need(args.package.clone(), "package")?;
-            let session = billing
-                .trigger_checkout(&email, &package)
-                .await
-                .map_err(|e| fail(e.message))?;
-            println!("checkout.session.completed for {email} ({package}): session {session}");
-        }
-        "charge.refunded" => {
-            let payment = need(args.payment.clone(), "payment")?;
-            let (payment, applied) = billing
-                .trigger_refund(&payment, args.amount)
-                .await
-                .map_err(|e| fail(e.message))?;
-            println!("charge.refunded for payment {}: {applied:?}", payment.id);
-        }
-        other => {
-            return Err(fail(format!(
-                "cannot trigger {other}: checkout.session.completed or charge.refunded"
-            )))
-        }
-    }
-    Ok(())
 }
 
 async fn serve(config: Config) -> Result<(), CliError> {
@@ -421,4 +349,76 @@ pub fn init_logging(config: &Config) {
     } else {
         builder.try_init()
     };
+}
+
+async fn stripe(command: StripeCommand, config: Config) -> Result<(), CliError> {
+    match command {
+        StripeCommand::SetPrice(args) => {
+            let currency = args.currency.to_ascii_lowercase();
+            if !crate::domain::billing::CURRENCIES.contains(&currency.as_str()) {
+                return Err(fail("--currency must be usd, cny or hkd"));
+            }
+            let db = app::open_db(&config).await?;
+            let found = db
+                .transaction(|conn| {
+                    crate::db::packages::set_stripe_price(
+                        conn,
+                        &args.package,
+                        &currency,
+                        &args.price,
+                    )
+                })
+                .map_err(|e| fail(e.to_string()))?;
+            if !found {
+                return Err(fail(format!("no package {}", args.package)));
+            }
+            println!(
+                "package {} costs {} in {currency}",
+                args.package, args.price
+            );
+            Ok(())
+        }
+        StripeCommand::Trigger(args) => {
+            let core = app::build_core(&config).await?;
+            let secret = app::jwt_secret(&config)?;
+            let billing = app::spawn_billing(&config, &core.db, &core.ledger, &secret).await?;
+            let result = trigger(&billing, args).await;
+            billing.stop();
+            result
+        }
+    }
+}
+
+async fn trigger(
+    billing: &crate::actors::billing::BillingHandle,
+    args: StripeTrigger,
+) -> Result<(), CliError> {
+    let need = |value: Option<String>, flag: &str| {
+        value.ok_or_else(|| fail(format!("{} needs --{flag}", args.event)))
+    };
+    match args.event.as_str() {
+        "checkout.session.completed" => {
+            let email = need(args.email.clone(), "email")?;
+            let package = need(args.package.clone(), "package")?;
+            let session = billing
+                .trigger_checkout(&email, &package)
+                .await
+                .map_err(|e| fail(e.message))?;
+            println!("checkout.session.completed for {email} ({package}): session {session}");
+        }
+        "charge.refunded" => {
+            let payment = need(args.payment.clone(), "payment")?;
+            let (payment, applied) = billing
+                .trigger_refund(&payment, args.amount)
+                .await
+                .map_err(|e| fail(e.message))?;
+            println!("charge.refunded for payment {}: {applied:?}", payment.id);
+        }
+        other => {
+            return Err(fail(format!(
+                "cannot trigger {other}: checkout.session.completed or charge.refunded"
+            )))
+        }
+    }
+    Ok(())
 }
