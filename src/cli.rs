@@ -95,8 +95,10 @@ pub struct CreditsGrant {
 #[derive(Debug, Subcommand)]
 pub enum StripeCommand {
     /// Build the event Stripe would send, sign it with the webhook secret and apply it
-    /// through the webhook code: `checkout.session.completed --email E --package P` or
-    /// `charge.refunded --payment ID [--amount CENTS]`.
+    /// through the webhook code: `checkout.session.completed --email E --package P`,
+    /// `charge.refunded --payment ID [--amount CENTS]`, or for the user's subscription
+    /// `invoice.paid`, `invoice.payment_failed`, `customer.subscription.updated
+    /// [--status S]`, `customer.subscription.deleted` with `--email E`.
     Trigger(StripeTrigger),
     /// Set a package's Stripe price id for a currency.
     SetPrice(StripeSetPrice),
@@ -105,7 +107,7 @@ pub enum StripeCommand {
 /// `atelier stripe trigger`
 #[derive(Debug, Args)]
 pub struct StripeTrigger {
-    /// `checkout.session.completed` or `charge.refunded`.
+    /// The event type (see `atelier stripe trigger --help`).
     pub event: String,
     /// The buyer's email (checkout.session.completed).
     #[arg(long)]
@@ -120,6 +122,9 @@ pub struct StripeTrigger {
     /// Minor units to refund (default: what is left).
     #[arg(long)]
     pub amount: Option<i64>,
+    /// Stripe's subscription status (customer.subscription.updated; default active).
+    #[arg(long)]
+    pub status: Option<String>,
 }
 
 /// `atelier stripe set-price`
@@ -414,11 +419,18 @@ async fn trigger(
                 .map_err(|e| fail(e.message))?;
             println!("charge.refunded for payment {}: {applied:?}", payment.id);
         }
-        other => {
-            return Err(fail(format!(
-                "cannot trigger {other}: checkout.session.completed or charge.refunded"
-            )))
+        "invoice.paid"
+        | "invoice.payment_failed"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted" => {
+            let email = need(args.email.clone(), "email")?;
+            let object = billing
+                .trigger_subscription(&args.event, &email, args.status.as_deref())
+                .await
+                .map_err(|e| fail(e.message))?;
+            println!("{} for {email}: {object}", args.event);
         }
+        other => return Err(fail(format!("cannot trigger {other}; see --help"))),
     }
     Ok(())
 }

@@ -520,6 +520,74 @@ impl BillingHandle {
         Ok(id)
     }
 
+    /// `atelier stripe trigger invoice.paid | invoice.payment_failed |
+    /// customer.subscription.updated | customer.subscription.deleted` for the current
+    /// subscription of the user with `email`. Returns the Stripe object id.
+    pub async fn trigger_subscription(
+        &self,
+        kind: &str,
+        email: &str,
+        status: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let email = email.trim().to_ascii_lowercase();
+        let found = self
+            .billing
+            .db
+            .read(move |conn| {
+                let Some(user) = accounts::find_by_email(conn, &email)? else {
+                    return Ok(None);
+                };
+                let profile = bdb::profile_by(conn, ProfileKey::User, &user.id)?;
+                let package = match profile.as_ref().and_then(|p| p.package_id.clone()) {
+                    Some(id) => packages::find(conn, &id)?,
+                    None => None,
+                };
+                Ok::<_, DbError>(Some((user, profile, package)))
+            })
+            .await?
+            .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "no such user"))?;
+        let (user, profile, package) = found;
+        let (Some(profile), Some(package)) = (profile, package) else {
+            return Err(ApiError::new(ErrorCode::NO_SUBSCRIPTION));
+        };
+        let Some(sub) = profile.subscription_id.as_deref() else {
+            return Err(ApiError::new(ErrorCode::NO_SUBSCRIPTION));
+        };
+        let customer = profile.customer_id.as_deref();
+        let now = now_ms() / 1000;
+        let event = match kind {
+            "invoice.paid" | "invoice.payment_failed" => simulated::renewal_invoice(
+                kind,
+                sub,
+                customer,
+                &user.id,
+                &package.id,
+                package.price_usd_cents,
+                now,
+            ),
+            "customer.subscription.updated" | "customer.subscription.deleted" => {
+                let status = match (kind, status) {
+                    ("customer.subscription.deleted", _) => "canceled",
+                    (_, Some(status)) => status,
+                    (_, None) => "active",
+                };
+                simulated::subscription_event(kind, sub, customer, &user.id, status, now)
+            }
+            other => {
+                return Err(ApiError::with_message(
+                    ErrorCode::BAD_REQUEST,
+                    format!("cannot trigger {other}"),
+                ))
+            }
+        };
+        let object_id = event["data"]["object"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.deliver(&event).await?;
+        Ok(object_id)
+    }
+
     /// `atelier stripe trigger charge.refunded`: refunds `amount` minor units (the rest
     /// when `None`) of a payment named by its id, payment intent, invoice or session.
     pub async fn trigger_refund(

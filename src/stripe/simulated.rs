@@ -100,6 +100,56 @@ pub fn portal_page(customer_id: &str, plan: &str, status: &str) -> String {
     )
 }
 
+/// A renewal invoice of a subscription (basil shape): `invoice.paid` or
+/// `invoice.payment_failed`.
+pub fn renewal_invoice(
+    kind: &str,
+    subscription_id: &str,
+    customer_id: Option<&str>,
+    user_id: &str,
+    package_id: &str,
+    amount: i64,
+    created: i64,
+) -> Value {
+    let object = json!({
+        "id": new_id("in"),
+        "object": "invoice",
+        "billing_reason": "subscription_cycle",
+        "status": if kind == "invoice.paid" { "paid" } else { "open" },
+        "customer": customer_id,
+        "amount_due": amount,
+        "amount_paid": if kind == "invoice.paid" { amount } else { 0 },
+        "currency": "usd",
+        "parent": {"type": "subscription_details", "subscription_details": {
+            "subscription": subscription_id,
+            "metadata": {"user_id": user_id, "package_id": package_id}}},
+        "lines": {"data": [{"period": {"start": created, "end": created + 30 * 24 * 3600}}]},
+        "payments": {"data": [{"payment": {"type": "payment_intent",
+            "payment_intent": new_id("pi")}}]},
+    });
+    event(kind, object, created)
+}
+
+/// `customer.subscription.updated` / `.deleted` with a Stripe status.
+pub fn subscription_event(
+    kind: &str,
+    subscription_id: &str,
+    customer_id: Option<&str>,
+    user_id: &str,
+    status: &str,
+    created: i64,
+) -> Value {
+    let object = json!({
+        "id": subscription_id,
+        "object": "subscription",
+        "status": status,
+        "customer": customer_id,
+        "metadata": {"user_id": user_id},
+        "items": {"data": [{"current_period_end": created + 30 * 24 * 3600}]},
+    });
+    event(kind, object, created)
+}
+
 /// Minor units as money text, e.g. `20.00 USD`.
 pub fn money(amount: i64, currency: &str) -> String {
     format!(
