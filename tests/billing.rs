@@ -67,6 +67,24 @@ async fn simulated_checkout_pay_grants_credits() {
 
     let list = transactions(&app, &user).await;
     assert_eq!(list.len(), 1, "{list:?}");
+    let page = json_with_status(
+        app.get("/v1/billing/transactions?limit=1", Some(&user.access_token))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(page["next"], list[0]["id"]);
+    let path = format!(
+        "/v1/billing/transactions?limit=1&before={}",
+        list[0]["id"].as_str().unwrap()
+    );
+    let rest = json_with_status(app.get(&path, Some(&user.access_token)).await, 200).await;
+    assert_eq!(rest["transactions"], json!([]));
+    assert!(rest["next"].is_null());
+    let res = app
+        .get("/v1/billing/transactions?limit=0", Some(&user.access_token))
+        .await;
+    assert_envelope(res, 400, "BAD_REQUEST").await;
     assert_eq!(list[0]["type"], "one_time");
     assert_eq!(list[0]["credits"], 250);
     assert_eq!(list[0]["amount"], 500);
@@ -316,6 +334,22 @@ async fn stripe_checkout_sends_the_exact_form() {
         fake.requests()[0].header("idempotency-key")
     );
 
+    // The simulated pages do not exist in stripe mode.
+    let res = app
+        .client
+        .get(app.url("/dev/checkout/cs_test_fake1"))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(res, 404, "NOT_FOUND").await;
+    let res = app
+        .client
+        .post(app.url("/dev/checkout/cs_test_fake1/pay"))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(res, 404, "NOT_FOUND").await;
+
     // No price for the currency: refused before calling Stripe.
     let body = json!({"packageId": STARTER_SUB, "currency": "cny"});
     let res = app
@@ -369,6 +403,7 @@ async fn stripe_failures_answer_502_and_retries_keep_the_key() {
         status: 402,
         body: json!({"error": {"type": "card_error", "message": "declined"}}),
         delay: std::time::Duration::ZERO,
+        headers: Vec::new(),
     }]);
     let res = app
         .call(
@@ -378,6 +413,36 @@ async fn stripe_failures_answer_502_and_retries_keep_the_key() {
         )
         .await;
     assert_envelope(res, 502, "STRIPE_CHECKOUT_CREATE_FAILED").await;
+
+    // 429 is retried; Stripe-Should-Retry: false wins over a 503.
+    let before = fake.requests().len();
+    fake.script(vec![FakeStripe::error(
+        429,
+        "invalid_request_error",
+        "rate_limit",
+        "Too many",
+    )]);
+    let res = app
+        .call(
+            "create-onetime-checkout",
+            token,
+            &json!({"packageId": STARTER_PACK}),
+        )
+        .await;
+    json_with_status(res, 200).await;
+    assert_eq!(fake.requests().len(), before + 2);
+    let mut no_retry = FakeStripe::error(503, "api_error", "api_error", "Do not retry");
+    no_retry.headers = vec![("stripe-should-retry", "false")];
+    fake.script(vec![no_retry]);
+    let res = app
+        .call(
+            "create-onetime-checkout",
+            token,
+            &json!({"packageId": STARTER_PACK}),
+        )
+        .await;
+    assert_envelope(res, 502, "STRIPE_CHECKOUT_CREATE_FAILED").await;
+    assert_eq!(fake.requests().len(), before + 3);
 
     let down = spawn_app_with(|c| {
         stripe_config(c, &fake);

@@ -50,6 +50,7 @@ pub struct Scripted {
     pub status: u16,
     pub body: Value,
     pub delay: Duration,
+    pub headers: Vec<(&'static str, &'static str)>,
 }
 
 #[derive(Default)]
@@ -88,6 +89,7 @@ impl FakeStripe {
             body: json!({"error": {"type": kind, "code": code, "message": message,
                 "doc_url": format!("https://stripe.com/docs/error-codes/{code}")}}),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
 }
@@ -187,14 +189,14 @@ async fn answer(
     };
     // Scripted answers stand for failures before Stripe executed the request, which
     // are not stored for replay; normal answers are.
-    let (status, answer, store) = match scripted {
+    let (status, answer, store, extra) = match scripted {
         Some(s) => {
             tokio::time::sleep(s.delay).await;
-            (s.status, s.body, false)
+            (s.status, s.body, false, s.headers)
         }
         None => {
             let (status, body) = normal(&state, &path, &form);
-            (status, body, status != 400)
+            (status, body, status != 400, Vec::new())
         }
     };
     let answer = Bytes::from(answer.to_string());
@@ -207,7 +209,13 @@ async fn answer(
             inner.replays.insert(key, (body, status, answer.clone()));
         }
     }
-    reply(status, answer)
+    let mut response = reply(status, answer);
+    for (name, value) in extra {
+        response
+            .headers_mut()
+            .insert(name, warp::http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 fn normal(state: &Arc<Mutex<Inner>>, path: &str, form: &[(String, String)]) -> (u16, Value) {
