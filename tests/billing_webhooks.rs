@@ -359,6 +359,17 @@ async fn renewals_bonus_and_subscription_status() {
     unpaid["payment_status"] = json!("unpaid");
     deliver_ok(&app, &completed("evt_unpaid", unpaid)).await;
     assert_eq!(app.credits(&user.access_token).await["purchased"], 30);
+    let db = &app.running.as_ref().unwrap().state.db;
+    for (id, want) in [
+        ("evt_other", "ignored"),
+        ("evt_unpaid", "ignored"),
+        ("evt_r1", "applied"),
+    ] {
+        let status = db
+            .with_conn(|c| atelier::db::billing::event_status(c, id))
+            .unwrap();
+        assert_eq!(status.as_deref(), Some(want), "{id}");
+    }
     assert_audit_clean(&app);
 }
 

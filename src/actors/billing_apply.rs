@@ -189,11 +189,15 @@ fn checkout_completed(conn: &Connection, event: &Event, now: i64) -> Result<Outc
     if bdb::payment_by(conn, PaymentKey::Session, session_id)?.is_some() {
         return Ok(Outcome::applied(&user_id, vec![]).note("session already granted"));
     }
+    let subscription = match ev::text(s, "mode") {
+        Some("subscription") => true,
+        Some("payment") => false,
+        _ => return Ok(Outcome::ignored("not a payment or subscription session")),
+    };
     let customer = ev::id_of(s, "customer");
     if let Some(customer) = customer {
         bdb::set_customer(conn, &user_id, customer, now)?;
     }
-    let subscription = ev::text(s, "mode") == Some("subscription");
     let grant_key = format!("stripe:checkout:{session_id}");
     let (bucket, kind) = if subscription {
         (Bucket::Subscription, "subscription")
