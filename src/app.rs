@@ -358,6 +358,9 @@ pub async fn spawn_billing(
     if billing.is_stripe() && (webhook_secret.is_none() || billing.secret_key.is_none()) {
         tracing::warn!("billing.mode is stripe but secret_key or webhook_secret is not set");
     }
+    if !billing.is_stripe() {
+        tracing::debug!("billing is simulated: /dev/checkout pages grant credits without payment");
+    }
     BillingHandle::spawn(Billing::new(
         db.clone(),
         ledger.clone(),

@@ -160,3 +160,22 @@ fn cli_trigger_subscription_events() {
     );
     assert!(!ok && text.contains("cannot trigger"), "{text}");
 }
+
+/// `atelier config check` hides the Stripe keys.
+#[test]
+fn config_check_hides_the_stripe_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[billing]\nmode = \"stripe\"\nsecret_key = \"sk_test_secret_1\"\nwebhook_secret = \"whsec_secret_2\"\n",
+    )
+    .unwrap();
+    let (ok, text) = atelier(dir.path(), &["config", "check"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("mode = \"stripe\""), "{text}");
+    assert!(
+        !text.contains("sk_test_secret_1") && !text.contains("whsec_secret_2"),
+        "{text}"
+    );
+    assert!(text.contains("<hidden>"), "{text}");
+}
