@@ -202,7 +202,8 @@ impl Billing {
                 _ => ApiError::internal().cause(err.to_string()),
             });
         match &result {
-            Ok(applied) => tracing::info!(event_id = %id, %kind, ?applied, "stripe event"),
+            Ok(applied) => tracing::info!(event_id = %id, %kind, result = applied.label(),
+                detail = ?applied, "stripe event"),
             Err(err) => tracing::error!(event_id = %id, %kind, error = %err,
                 cause = err.cause.as_deref().unwrap_or(""), "stripe event failed; rolled back"),
         }

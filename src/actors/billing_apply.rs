@@ -27,6 +27,18 @@ pub enum Applied {
     AlreadyDone,
 }
 
+impl Applied {
+    /// A short label for logs and metrics: `applied`, `ignored`, `parked`, `duplicate`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Applied::Applied => "applied",
+            Applied::Ignored(_) => "ignored",
+            Applied::Parked(_) => "parked",
+            Applied::AlreadyDone => "duplicate",
+        }
+    }
+}
+
 /// How one handler ended.
 struct Outcome {
     status: &'static str,
