@@ -464,6 +464,40 @@ async fn stripe_failures_answer_502_and_retries_keep_the_key() {
     assert_envelope(res, 502, "STRIPE_CHECKOUT_CREATE_FAILED").await;
 }
 
+/// A call that outlives the client timeout is retried with the same key: Stripe answers
+/// 409 while the first is still executing, then replays its stored answer.
+#[tokio::test]
+async fn a_timed_out_checkout_is_retried_with_the_same_key() {
+    let fake = fake_stripe::start().await;
+    let app = spawn_app_with(|c| {
+        stripe_config(c, &fake);
+        c.billing.timeout_secs = 1;
+        c.billing.max_attempts = 4;
+    })
+    .await;
+    let db = &app.running.as_ref().unwrap().state.db;
+    db.transaction(|conn| packages::set_stripe_price(conn, STARTER_PACK, "usd", "price_x"))
+        .unwrap();
+    let user = app.new_user().await;
+    fake.slow_next(std::time::Duration::from_millis(2000));
+    let res = app
+        .call(
+            "create-onetime-checkout",
+            &user.access_token,
+            &json!({"packageId": STARTER_PACK}),
+        )
+        .await;
+    let answer = json_with_status(res, 200).await;
+    assert_eq!(
+        answer["id"], "cs_test_fake1",
+        "the first execution's answer, replayed"
+    );
+    let requests = fake.requests();
+    assert!(requests.len() >= 3, "{} requests", requests.len());
+    let key = requests[0].header("idempotency-key");
+    assert!(requests.iter().all(|r| r.header("idempotency-key") == key));
+}
+
 /// After a checkout the customer is reused: the portal and the next checkout name it.
 #[tokio::test]
 async fn stripe_portal_and_checkout_reuse_the_customer() {

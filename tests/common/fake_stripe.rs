@@ -60,6 +60,8 @@ struct Inner {
     /// Idempotency key → (request body, status, answer bytes).
     replays: HashMap<String, (Bytes, u16, Bytes)>,
     running: HashSet<String>,
+    /// Delays before the next normal answers (slow, but executed and stored).
+    delays: VecDeque<Duration>,
     counter: u64,
 }
 
@@ -80,6 +82,11 @@ impl FakeStripe {
     /// Queues answers given before the normal ones (one per request).
     pub fn script(&self, answers: Vec<Scripted>) {
         self.inner.lock().unwrap().script.extend(answers);
+    }
+
+    /// Makes the next normal answer take `delay` (it still executes and is stored).
+    pub fn slow_next(&self, delay: Duration) {
+        self.inner.lock().unwrap().delays.push_back(delay);
     }
 
     /// Stripe's error body.
@@ -188,27 +195,36 @@ async fn answer(
         inner.script.pop_front()
     };
     // Scripted answers stand for failures before Stripe executed the request, which
-    // are not stored for replay; normal answers are.
-    let (status, answer, store, extra) = match scripted {
-        Some(s) => {
-            tokio::time::sleep(s.delay).await;
-            (s.status, s.body, false, s.headers)
+    // are not stored for replay; normal answers are. The work runs in its own task so
+    // that a client giving up (timeout) does not stop it, as with the real Stripe.
+    let delay = state.lock().unwrap().delays.pop_front();
+    let work = tokio::spawn(async move {
+        let (status, answer, store, extra) = match scripted {
+            Some(s) => {
+                tokio::time::sleep(s.delay).await;
+                (s.status, s.body, false, s.headers)
+            }
+            None => {
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+                let (status, body) = normal(&state, &path, &form);
+                (status, body, status != 400, Vec::new())
+            }
+        };
+        let answer = Bytes::from(answer.to_string());
+        let mut inner = state.lock().unwrap();
+        if let Some(key) = key {
+            inner.running.remove(&key);
+            // Stripe stores the first outcome once the request started executing (500s
+            // too), but not requests that failed validation (400s).
+            if store {
+                inner.replays.insert(key, (body, status, answer.clone()));
+            }
         }
-        None => {
-            let (status, body) = normal(&state, &path, &form);
-            (status, body, status != 400, Vec::new())
-        }
-    };
-    let answer = Bytes::from(answer.to_string());
-    let mut inner = state.lock().unwrap();
-    if let Some(key) = key {
-        inner.running.remove(&key);
-        // Stripe stores the first outcome once the request started executing (500s too),
-        // but not requests that failed validation (400s).
-        if store {
-            inner.replays.insert(key, (body, status, answer.clone()));
-        }
-    }
+        (status, answer, extra)
+    });
+    let (status, answer, extra) = work.await.unwrap();
     let mut response = reply(status, answer);
     for (name, value) in extra {
         response
