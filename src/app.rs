@@ -32,7 +32,7 @@ use crate::providers::images::ImageSource;
 use crate::providers::local::LocalProvider;
 use crate::providers::openrouter::OpenRouter;
 use crate::providers::Provider;
-use crate::storage::{LocalStorage, UploadSigner};
+use crate::storage::{Storage, UploadSigner};
 use std::sync::atomic::AtomicUsize;
 
 /// Everything a request handler may use.
@@ -41,7 +41,8 @@ pub struct AppState {
     pub db: Db,
     pub ledger: LedgerHandle,
     pub auth: AuthService,
-    pub storage: LocalStorage,
+    /// Where objects live (`[storage] backend`).
+    pub storage: Arc<dyn Storage>,
     pub supervisor: ActorRef<SupervisorMsg>,
     /// A job id is sent here after every change of that job.
     pub job_events: broadcast::Sender<String>,
@@ -110,7 +111,8 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         auth,
         secret,
     } = build_core(&config).await?;
-    let storage = LocalStorage::new(config.data.dir.join("storage"));
+    let storage =
+        crate::storage::from_config(&config).map_err(|e| StartError(format!("storage: {e}")))?;
     let (job_events, _) = broadcast::channel(1024);
     let providers = build_providers(&config, &storage);
     let supervisor = spawn_queue(&config, &db, &ledger, &providers, &job_events).await?;
@@ -129,7 +131,10 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
 }
 
 /// Every configured provider: `local` always, each upstream once it has an API key.
-fn build_providers(config: &Config, storage: &LocalStorage) -> HashMap<String, Arc<dyn Provider>> {
+fn build_providers(
+    config: &Config,
+    storage: &Arc<dyn Storage>,
+) -> HashMap<String, Arc<dyn Provider>> {
     let images = ImageSource::new(
         storage.clone(),
         Fetcher::new(FetchPolicy {

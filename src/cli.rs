@@ -134,16 +134,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {
-            let mut shown = config.clone();
-            if shown.auth.jwt_secret.is_some() {
-                shown.auth.jwt_secret = Some("<hidden>".into());
-            }
-            if shown.auth.anon_key.is_some() {
-                shown.auth.anon_key = Some("<hidden>".into());
-            }
-            if shown.queue.worker_secret.is_some() {
-                shown.queue.worker_secret = Some("<hidden>".into());
-            }
+            let shown = config.with_secrets_hidden();
             let text = toml::to_string_pretty(&shown).map_err(|e| fail(e.to_string()))?;
             println!("# configuration is valid\n{text}");
             Ok(())

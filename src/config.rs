@@ -53,10 +53,12 @@ impl Default for Config {
     }
 }
 
-/// `[storage]`: uploads and housekeeping.
+/// `[storage]`: where objects live, uploads and housekeeping.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
+    /// `local` (a directory under the data dir) or `s3` (settings in `[storage.s3]`).
+    pub backend: String,
     /// Largest upload in bytes.
     pub upload_max_bytes: u64,
     /// Objects in the `temp` bucket older than this are deleted (seconds).
@@ -66,16 +68,79 @@ pub struct StorageConfig {
     /// Let remote image fetches reach loopback and private addresses (local development
     /// only: this turns the SSRF guard's address rule off).
     pub allow_private_fetch: bool,
+    /// The S3-compatible bucket used when `backend = "s3"`.
+    pub s3: S3Config,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            backend: "local".into(),
             upload_max_bytes: 10 * 1024 * 1024,
             temp_max_age_secs: 24 * 3600,
             sweep_interval_secs: 3600,
             allow_private_fetch: false,
+            s3: S3Config::default(),
         }
+    }
+}
+
+/// `[storage.s3]`: an S3-compatible bucket (AWS S3, MinIO, R2, …). Atelier's buckets
+/// (`temp`, `uploads`, `generated`) become key prefixes inside it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// The service URL, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    /// The bucket (created beforehand; Atelier never creates it).
+    pub bucket: String,
+    /// The signing region (`us-east-1` for most S3-compatible servers).
+    pub region: String,
+    /// The access key id.
+    pub access_key: String,
+    /// The secret access key (hidden in logs and `atelier config check`).
+    pub secret_key: String,
+    /// Path-style URLs (`endpoint/bucket/key`, needed by MinIO) instead of virtual hosts.
+    pub path_style: bool,
+    /// Longest S3 request, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            path_style: false,
+            timeout_secs: 30,
+        }
+    }
+}
+
+/// Shows everything but the secret key.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &secret_shown(&self.secret_key))
+            .field("path_style", &self.path_style)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+/// How a secret appears in `Debug` output and `config check`.
+pub fn secret_shown(secret: &str) -> &'static str {
+    if secret.trim().is_empty() {
+        "<empty>"
+    } else {
+        "<hidden>"
     }
 }
 
@@ -585,6 +650,7 @@ impl Config {
                 );
             }
         }
+        self.validate_storage()?;
         if !matches!(self.billing.mode.as_str(), "simulated" | "stripe") {
             return bad("billing.mode", "expected \"simulated\" or \"stripe\"");
         }
@@ -595,6 +661,64 @@ impl Config {
             return bad("log.level", "not a valid filter (e.g. info, atelier=debug)");
         }
         Ok(())
+    }
+
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("bad value for `{key}`: {why}")));
+        let storage = &self.storage;
+        match storage.backend.as_str() {
+            "local" => return Ok(()),
+            "s3" => {}
+            _ => return bad("storage.backend", "expected \"local\" or \"s3\""),
+        }
+        let s3 = &storage.s3;
+        if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+            return bad(
+                "storage.s3.endpoint",
+                "must start with http:// or https:// when storage.backend = \"s3\"",
+            );
+        }
+        for (key, value) in [
+            ("storage.s3.bucket", &s3.bucket),
+            ("storage.s3.region", &s3.region),
+            ("storage.s3.access_key", &s3.access_key),
+            ("storage.s3.secret_key", &s3.secret_key),
+        ] {
+            if value.trim().is_empty() {
+                return bad(key, "must be set when storage.backend = \"s3\"");
+            }
+        }
+        if s3.timeout_secs == 0 {
+            return bad("storage.s3.timeout_secs", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// A copy to show to people (`atelier config check`): every secret that is set is
+    /// replaced by `<hidden>`.
+    pub fn with_secrets_hidden(&self) -> Config {
+        let mut shown = self.clone();
+        let hidden = || Some("<hidden>".to_string());
+        for secret in [
+            &mut shown.auth.jwt_secret,
+            &mut shown.auth.anon_key,
+            &mut shown.queue.worker_secret,
+        ] {
+            if secret.is_some() {
+                *secret = hidden();
+            }
+        }
+        for secret in [
+            &mut shown.storage.s3.secret_key,
+            &mut shown.providers.openrouter.api_key,
+            &mut shown.providers.gemini.api_key,
+            &mut shown.providers.ark.api_key,
+        ] {
+            if !secret.trim().is_empty() {
+                *secret = "<hidden>".into();
+            }
+        }
+        shown
     }
 
     /// The listen address (validated at load).
@@ -850,6 +974,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("log.format"), "{err}");
+    }
+
+    #[test]
+    fn s3_storage_needs_its_settings_and_hides_its_secret() {
+        let err = load_text("[storage]\nbackend = \"ftp\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.backend"), "{err}");
+        let err = load_text("[storage]\nbackend = \"s3\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.s3.endpoint"), "{err}");
+        let err = load_text(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+             bucket = \"b\"\naccess_key = \"AK\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("storage.s3.secret_key"), "{err}");
+        let config = load_text(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+             bucket = \"b\"\naccess_key = \"AK\"\npath_style = true\n",
+            &[("ATELIER_STORAGE_S3_SECRET_KEY", "very-secret-key")],
+        )
+        .unwrap();
+        assert_eq!(config.storage.s3.secret_key, "very-secret-key");
+        assert!(config.storage.s3.path_style);
+        assert_eq!(config.storage.s3.region, "us-east-1");
+        assert!(!format!("{config:?}").contains("very-secret-key"));
+        let shown = toml::to_string(&config.with_secrets_hidden()).unwrap();
+        assert!(!shown.contains("very-secret-key"), "{shown}");
+        assert!(shown.contains("access_key = \"AK\""), "{shown}");
     }
 
     #[test]

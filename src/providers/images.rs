@@ -3,6 +3,7 @@
 //! and output images decoded, measured and stored.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -11,7 +12,7 @@ use super::{ProviderError, UnitRequest};
 use crate::domain::jobs::UnitOutcome;
 use crate::domain::ErrorCode;
 use crate::fetch::Fetcher;
-use crate::storage::{sniff_image, LocalStorage};
+use crate::storage::{parse_reference, sniff_image, Storage};
 
 /// Largest decoded input image side, to keep a decompression bomb out.
 pub const MAX_INPUT_SIDE: u32 = 8192;
@@ -42,19 +43,19 @@ impl InputImage {
 /// the SSRF-safe fetcher for http(s) URLs.
 #[derive(Clone)]
 pub struct ImageSource {
-    storage: LocalStorage,
+    storage: Arc<dyn Storage>,
     fetcher: Fetcher,
 }
 
 impl ImageSource {
     /// Reads from `storage`, and from the web through `fetcher`.
-    pub fn new(storage: LocalStorage, fetcher: Fetcher) -> Self {
+    pub fn new(storage: Arc<dyn Storage>, fetcher: Fetcher) -> Self {
         ImageSource { storage, fetcher }
     }
 
     /// Where outputs go.
-    pub fn storage(&self) -> &LocalStorage {
-        &self.storage
+    pub fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
     }
 
     /// Reads one reference, checks it is a png/jpeg/webp image within the size limits.
@@ -73,7 +74,7 @@ impl ImageSource {
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|e| missing("bad_data_uri", format!("bad base64: {e}")))?
-        } else if let Some((bucket, key)) = LocalStorage::parse_reference(reference) {
+        } else if let Some((bucket, key)) = parse_reference(reference) {
             self.storage
                 .get(&bucket, &key)
                 .map_err(|e| missing("not_stored", e.to_string()))?
@@ -131,7 +132,7 @@ impl ImageSource {
             _ => "png",
         };
         let key = format!("{}/{}-{}.{ext}", unit.job_id, unit.unit_index, unit.attempt);
-        if let Err(e) = self.storage.put("generated", &key, bytes) {
+        if let Err(e) = self.storage.put("generated", &key, bytes, mime) {
             return ProviderError::retryable(
                 ErrorCode::UPSTREAM_ERROR,
                 format!("could not store the image: {e}"),
