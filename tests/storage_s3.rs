@@ -180,7 +180,7 @@ fn s3_storage_round_trips() {
     assert_eq!(tail, png[png.len() - 5..].to_vec());
     assert_eq!(
         storage.url_for("uploads", key),
-        format!("/storage/v1/object/public/uploads/{key}")
+        "/storage/v1/object/public/uploads/user-1/products/a%20photo%20%C3%BC.png"
     );
 
     // Atelier's bucket is a prefix in the S3 bucket, with the content type given.

@@ -16,7 +16,9 @@ use super::extract;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::domain::time::now_ms;
 use crate::domain::{ApiError, ErrorCode};
-use crate::storage::{sniff_image, validate_key, StorageError, UploadUrlError, PUBLIC_PREFIX};
+use crate::storage::{
+    decode_key, encode_key, sniff_image, validate_key, StorageError, UploadUrlError, PUBLIC_PREFIX,
+};
 
 const UPLOAD_PREFIX: &str = "/storage/v1/object/upload";
 
@@ -129,7 +131,8 @@ async fn get_oss_sts(state: State, req: Request) -> Response {
             "signature": "",
             "securityToken": "",
             "uploadUrl": format!(
-                "{base}{UPLOAD_PREFIX}/{bucket}/{key}?expires={expire}&max={max}&sig={signature}"
+                "{base}{UPLOAD_PREFIX}/{bucket}/{}?expires={expire}&max={max}&sig={signature}",
+                encode_key(&key)
             ),
             "formFields": {},
         }))
@@ -141,11 +144,12 @@ async fn get_oss_sts(state: State, req: Request) -> Response {
 async fn upload(
     state: State,
     bucket: String,
-    key: String,
+    raw_key: String,
     query: HashMap<String, String>,
     req: Request,
 ) -> Response {
     let result = async {
+        let key = decode_key(&raw_key).map_err(storage_error)?;
         let forbidden = |why: &str| ApiError::with_message(ErrorCode::FORBIDDEN, why.to_string());
         let number = |name: &str| query.get(name).and_then(|v| v.parse::<i64>().ok());
         let (Some(expires), Some(max), Some(sig)) =
@@ -181,7 +185,11 @@ async fn upload(
             .await
             .map_err(|e| ApiError::internal().cause(e.to_string()))?
             .map_err(storage_error)?;
-        let url = format!("{}{PUBLIC_PREFIX}/{bucket}/{key}", base_url(&state, &req));
+        let url = format!(
+            "{}{}",
+            base_url(&state, &req),
+            state.storage.url_for(&bucket, &key)
+        );
         Ok(json!({"key": key, "url": url}))
     };
     reply::result(result.await)
@@ -224,10 +232,14 @@ pub fn parse_range(header: &str, len: u64) -> Option<(u64, u64)> {
 async fn serve_object(
     state: State,
     bucket: String,
-    key: String,
+    raw_key: String,
     head_only: bool,
     headers: warp::http::HeaderMap,
 ) -> Response {
+    let key = match decode_key(&raw_key) {
+        Ok(key) => key,
+        Err(err) => return reply::error(&storage_error(err)),
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let storage = state.storage.clone();
     let (b, k) = (bucket.clone(), key.clone());

@@ -14,6 +14,8 @@ use std::path::{Component, Path};
 use std::sync::Arc;
 use std::time::Duration;
 
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 pub use local::LocalStorage;
 pub use s3::S3Storage;
 pub use signing::{UploadSigner, UploadUrlError};
@@ -25,6 +27,14 @@ pub const BUCKETS: &[&str] = &["temp", "uploads", "generated"];
 
 /// The path under which objects are served.
 pub const PUBLIC_PREFIX: &str = "/storage/v1/object/public";
+
+/// What is percent-encoded in a key inside a URL: all but unreserved characters and `/`.
+const KEY_IN_URL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +96,7 @@ pub trait Storage: Send + Sync {
 
     /// The public URL path of `bucket/key` (served by Atelier whatever the backend).
     fn url_for(&self, bucket: &str, key: &str) -> String {
-        format!("{PUBLIC_PREFIX}/{bucket}/{key}")
+        format!("{PUBLIC_PREFIX}/{bucket}/{}", encode_key(key))
     }
 }
 
@@ -107,6 +117,22 @@ pub fn check_object(bucket: &str, key: &str) -> Result<(), StorageError> {
     validate_key(key)
 }
 
+/// A key as it appears in a URL path: percent-encoded, `/` kept.
+pub fn encode_key(key: &str) -> String {
+    utf8_percent_encode(key, KEY_IN_URL).to_string()
+}
+
+/// A key from a URL path: percent-decoded (to UTF-8) and validated, so that `%2e%2e`,
+/// `%00` or `%5c` are refused like their plain spellings.
+pub fn decode_key(raw: &str) -> Result<String, StorageError> {
+    let key = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| StorageError::InvalidKey("not UTF-8".into()))?
+        .into_owned();
+    validate_key(&key)?;
+    Ok(key)
+}
+
 /// Splits a storage URL or `bucket/key` reference into `(bucket, key)`.
 pub fn parse_reference(reference: &str) -> Option<(String, String)> {
     let marker = format!("{PUBLIC_PREFIX}/");
@@ -117,9 +143,10 @@ pub fn parse_reference(reference: &str) -> Option<(String, String)> {
     };
     let rest = rest.split(['?', '#']).next().unwrap_or("");
     let (bucket, key) = rest.split_once('/')?;
-    check_object(bucket, key)
+    let key = decode_key(key).ok()?;
+    check_object(bucket, &key)
         .is_ok()
-        .then(|| (bucket.to_string(), key.to_string()))
+        .then(|| (bucket.to_string(), key))
 }
 
 /// The image type of `bytes` from their magic numbers: PNG, JPEG or WebP.
@@ -187,6 +214,22 @@ mod tests {
         assert_eq!(parse_reference("https://cdn.example/a.png"), None);
         assert_eq!(parse_reference("uploads/../x"), None);
         assert_eq!(parse_reference("secrets/x.png"), None);
+        assert_eq!(
+            parse_reference("/storage/v1/object/public/uploads/u/a%20photo%20%C3%BC.png"),
+            Some(("uploads".into(), "u/a photo ü.png".into()))
+        );
+        assert_eq!(parse_reference("uploads/%2e%2e/x"), None);
+    }
+
+    #[test]
+    fn keys_are_encoded_in_urls_and_decoded_back() {
+        let key = "u/a photo ü#1?.png";
+        let encoded = encode_key(key);
+        assert_eq!(encoded, "u/a%20photo%20%C3%BC%231%3F.png");
+        assert_eq!(decode_key(&encoded).unwrap(), key);
+        for bad in ["%2e%2e/x", "a%00b", "a%5cb", "%2Fetc", "a%ff"] {
+            assert!(decode_key(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
