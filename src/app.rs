@@ -113,6 +113,12 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
     } = build_core(&config).await?;
     let storage =
         crate::storage::from_config(&config).map_err(|e| StartError(format!("storage: {e}")))?;
+    let probe = storage.clone();
+    tokio::task::spawn_blocking(move || probe.check())
+        .await
+        .map_err(|e| StartError(e.to_string()))?
+        .map_err(|e| StartError(format!("storage ({}): {e}", storage.backend())))?;
+    tracing::info!(backend = storage.backend(), "storage ready");
     let (job_events, _) = broadcast::channel(1024);
     let providers = build_providers(&config, &storage);
     let supervisor = spawn_queue(&config, &db, &ledger, &providers, &job_events).await?;

@@ -240,9 +240,34 @@ fn s3_errors_are_reported() {
         ..moto.config()
     })
     .unwrap();
+    match storage.check() {
+        Err(StorageError::Io(why)) => assert!(why.contains("no-such-bucket"), "{why}"),
+        other => panic!("{other:?}"),
+    }
     match storage.put("uploads", "a.png", b"x", "image/png") {
         Err(StorageError::Io(why)) => assert!(why.contains("404"), "{why}"),
         other => panic!("{other:?}"),
+    }
+    let good = S3Storage::new(&moto.config()).unwrap();
+    assert!(good.check().is_ok());
+}
+
+/// A server configured with a bucket that does not exist stops at start, saying so.
+#[tokio::test]
+async fn a_missing_bucket_stops_the_server_at_start() {
+    let Some(moto) = moto_or_skip("a_missing_bucket_stops_the_server_at_start") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.storage.backend = "s3".into();
+    config.storage.s3 = S3Config {
+        bucket: "no-such-bucket".into(),
+        ..moto.config()
+    };
+    match atelier::app::start(config).await {
+        Err(err) => assert!(err.to_string().contains("no-such-bucket"), "{err}"),
+        Ok(_) => panic!("started without its bucket"),
     }
 }
 

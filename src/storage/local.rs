@@ -57,6 +57,11 @@ impl Storage for LocalStorage {
         "local"
     }
 
+    fn check(&self) -> Result<(), StorageError> {
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| StorageError::Io(format!("cannot create {}: {e}", self.root.display())))
+    }
+
     fn put(
         &self,
         bucket: &str,

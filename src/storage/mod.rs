@@ -63,6 +63,10 @@ pub trait Storage: Send + Sync {
     /// `local` or `s3`.
     fn backend(&self) -> &'static str;
 
+    /// Checks once, at start, that the storage can be reached (the directory can be
+    /// created, the bucket exists and the credentials are accepted).
+    fn check(&self) -> Result<(), StorageError>;
+
     /// Stores `bytes` under `bucket/key`, replacing what was there.
     fn put(
         &self,

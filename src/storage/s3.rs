@@ -19,6 +19,9 @@ const MAX_OBJECT_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest listing or error document read.
 const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
 
+/// One page of a listing: `(name, last modified)` pairs and the continuation token.
+type ListPage = (Vec<(String, String)>, Option<String>);
+
 /// An S3-compatible bucket.
 pub struct S3Storage {
     bucket: Bucket,
@@ -92,11 +95,7 @@ impl S3Storage {
     }
 
     /// One page of the names under `prefix` with their modification times.
-    fn list_page(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-    ) -> Result<(Vec<(String, String)>, Option<String>), StorageError> {
+    fn list_page(&self, prefix: &str, token: Option<&str>) -> Result<ListPage, StorageError> {
         let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
         action.with_prefix(prefix.to_string());
         if let Some(token) = token {
@@ -147,6 +146,27 @@ fn header<'a>(response: &'a ureq::http::Response<ureq::Body>, name: &str) -> Opt
 impl Storage for S3Storage {
     fn backend(&self) -> &'static str {
         "s3"
+    }
+
+    fn check(&self) -> Result<(), StorageError> {
+        let url = self
+            .bucket
+            .head_bucket(Some(&self.credentials))
+            .sign(SIGNED_FOR);
+        let response = self.agent.head(url.as_str()).call().map_err(io)?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            404 => Err(io(format!(
+                "bucket {} not found at {}",
+                self.bucket.name(),
+                self.bucket.base_url()
+            ))),
+            status => Err(io(format!(
+                "bucket {} at {} answered {status} (check the keys and region)",
+                self.bucket.name(),
+                self.bucket.base_url()
+            ))),
+        }
     }
 
     fn put(
