@@ -1009,6 +1009,53 @@ mod tests {
         assert!(shown.contains("access_key = \"AK\""), "{shown}");
     }
 
+    /// config.toml documents every `[storage]` and `[storage.s3]` key with its default:
+    /// uncommenting those lines changes nothing.
+    #[test]
+    fn config_toml_documents_the_storage_defaults() {
+        let shipped = include_str!("../config.toml");
+        let mut section = "";
+        let mut text = String::new();
+        let mut documented = Vec::new();
+        for line in shipped.lines() {
+            if line.starts_with('[') {
+                section = line.trim();
+                text.push_str(line);
+                text.push('\n');
+            } else if let Some(setting) = line.strip_prefix("# ").filter(|l| {
+                matches!(section, "[storage]" | "[storage.s3]")
+                    && l.split_once(" = ")
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            }) {
+                documented.push(format!(
+                    "{section}{}",
+                    setting.split(" = ").next().unwrap_or("")
+                ));
+                text.push_str(setting);
+                text.push('\n');
+            }
+        }
+        let config = load_text(&text, &[]).unwrap();
+        let shown = |c: &Config| toml::to_string(&c.storage).unwrap();
+        assert_eq!(shown(&config), shown(&Config::default()));
+        let keys = toml::Value::try_from(StorageConfig::default()).unwrap();
+        for (key, value) in keys.as_table().unwrap() {
+            let expected: Vec<String> = match value.as_table() {
+                Some(table) => table
+                    .keys()
+                    .map(|k| format!("[storage.{key}]{k}"))
+                    .collect(),
+                None => vec![format!("[storage]{key}")],
+            };
+            for name in expected {
+                assert!(
+                    documented.contains(&name),
+                    "{name} is not documented in config.toml"
+                );
+            }
+        }
+    }
+
     #[test]
     fn broken_toml_is_one_line() {
         let err = load_text("[server\nbind=", &[]).unwrap_err().to_string();

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{check_object, ObjectMeta, Storage, StorageError};
+use super::{check_bucket, check_object, ObjectMeta, Storage, StorageError};
 
 /// Local-directory storage (the default), under `<data.dir>/storage`.
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ impl Storage for LocalStorage {
     }
 
     fn sweep(&self, bucket: &str, max_age: Duration) -> Result<usize, StorageError> {
-        check_object(bucket, "probe")?;
+        check_bucket(bucket)?;
         let cutoff = SystemTime::now().checked_sub(max_age).unwrap_or(UNIX_EPOCH);
         let mut removed = 0;
         let mut dirs = vec![self.root.join(bucket)];

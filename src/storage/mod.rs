@@ -113,11 +113,18 @@ pub fn from_config(config: &Config) -> Result<Arc<dyn Storage>, StorageError> {
     }
 }
 
+/// Checks that `bucket` is one of [`BUCKETS`].
+pub fn check_bucket(bucket: &str) -> Result<(), StorageError> {
+    if BUCKETS.contains(&bucket) {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidKey(format!("unknown bucket {bucket}")))
+    }
+}
+
 /// Checks the bucket and key of an object.
 pub fn check_object(bucket: &str, key: &str) -> Result<(), StorageError> {
-    if !BUCKETS.contains(&bucket) {
-        return Err(StorageError::InvalidKey(format!("unknown bucket {bucket}")));
-    }
+    check_bucket(bucket)?;
     validate_key(key)
 }
 

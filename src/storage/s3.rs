@@ -9,7 +9,7 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{check_object, ObjectMeta, Storage, StorageError};
+use super::{check_bucket, check_object, ObjectMeta, Storage, StorageError};
 use crate::config::S3Config;
 
 /// How long a presigned request stays valid (it is sent at once).
@@ -295,7 +295,7 @@ impl Storage for S3Storage {
     }
 
     fn sweep(&self, bucket: &str, max_age: Duration) -> Result<usize, StorageError> {
-        check_object(bucket, "probe")?;
+        check_bucket(bucket)?;
         let cutoff = SystemTime::now()
             .checked_sub(max_age)
             .unwrap_or(UNIX_EPOCH)
