@@ -389,3 +389,65 @@ async fn http_upload_and_download_through_s3() {
     assert!(!app.data_dir.join("storage").exists());
     app.stop().await;
 }
+
+/// When S3 goes away, serving answers 500 in the envelope and a unit reading a stored
+/// photo is retried (the store failing is not the user's fault), then fails with
+/// UPSTREAM_ERROR and its credits released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outages_are_retried_and_reported() {
+    let Some(moto) = moto_or_skip("s3_outages_are_retried_and_reported") else {
+        return;
+    };
+    let s3 = S3Config {
+        timeout_secs: 2,
+        ..moto.config()
+    };
+    let app = spawn_app_with(|c| {
+        c.storage.backend = "s3".into();
+        c.storage.s3 = s3;
+        c.providers.local.tiny_output = true;
+        c.queue.backoff_base_ms = 50;
+    })
+    .await;
+    let user = app.new_user().await;
+    let grant = json_with_status(
+        app.call("get-oss-sts", &user.access_token, &json!({"prefix": "p"}))
+            .await,
+        200,
+    )
+    .await;
+    let stored = json_with_status(
+        app.client
+            .put(grant["uploadUrl"].as_str().unwrap())
+            .body(png_bytes(8, 8, false))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let url = stored["url"].as_str().unwrap().to_string();
+    drop(moto);
+
+    let res = app.client.get(&url).send().await.unwrap();
+    common::assert_envelope(res, 500, "INTERNAL_ERROR").await;
+    let body = json!({"model": "local", "prompt": "a box", "productImage": url});
+    let job = app
+        .run_job(&user.access_token, "generate-image", &body)
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let unit = &job["result_data"]["units"][0];
+    assert_eq!(unit["error"]["code"], "UPSTREAM_ERROR", "{unit}");
+    assert!(
+        unit["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stored input image")),
+        "{unit}"
+    );
+    assert_eq!(unit["attempts"], 3, "{unit}");
+    let kinds = app
+        .ledger_kinds(&user.access_token, job["id"].as_str().unwrap())
+        .await;
+    assert_eq!(kinds, ["hold", "release"], "{job}");
+    app.stop().await;
+}

@@ -12,7 +12,7 @@ use super::{ProviderError, UnitRequest};
 use crate::domain::jobs::UnitOutcome;
 use crate::domain::ErrorCode;
 use crate::fetch::Fetcher;
-use crate::storage::{parse_reference, sniff_image, Storage};
+use crate::storage::{parse_reference, sniff_image, Storage, StorageError};
 
 /// Largest decoded input image side, to keep a decompression bomb out.
 pub const MAX_INPUT_SIDE: u32 = 8192;
@@ -39,8 +39,9 @@ impl InputImage {
     }
 }
 
-/// Reads input images for providers: no network for data URIs and stored objects,
-/// the SSRF-safe fetcher for http(s) URLs.
+/// Reads input images for providers: data URIs without any I/O, stored objects from the
+/// configured storage only (its directory, or the operator's S3 endpoint — never a host
+/// named in the reference), and http(s) URLs through the SSRF-safe fetcher.
 #[derive(Clone)]
 pub struct ImageSource {
     storage: Arc<dyn Storage>,
@@ -75,9 +76,15 @@ impl ImageSource {
                 .decode(b64.trim())
                 .map_err(|e| missing("bad_data_uri", format!("bad base64: {e}")))?
         } else if let Some((bucket, key)) = parse_reference(reference) {
-            self.storage
-                .get(&bucket, &key)
-                .map_err(|e| missing("not_stored", e.to_string()))?
+            self.storage.get(&bucket, &key).map_err(|e| match e {
+                // The store itself (S3) failing is worth another attempt.
+                StorageError::Io(why) => ProviderError::retryable(
+                    ErrorCode::UPSTREAM_ERROR,
+                    format!("the stored input image could not be read: {why}"),
+                )
+                .with_reason("storage_unavailable"),
+                other => missing("not_stored", other.to_string()),
+            })?
         } else if reference.starts_with("http://") || reference.starts_with("https://") {
             self.fetcher
                 .fetch_image(reference)
