@@ -26,6 +26,8 @@ use crate::db::Db;
 use crate::domain::jobs::RetryPolicy;
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::generation::pipeline::PipelineSettings;
+use crate::ops::alarm::QueueHealth;
+use crate::ops::metrics::Metrics;
 use crate::providers::ark::Ark;
 use crate::providers::gemini::Gemini;
 use crate::providers::images::ImageSource;
@@ -52,6 +54,10 @@ pub struct AppState {
     pub prompt_streams: Arc<AtomicUsize>,
     /// Signs and checks upload URLs.
     pub upload_signer: UploadSigner,
+    /// Everything `/metrics` exports.
+    pub metrics: Arc<Metrics>,
+    /// The queue's signs of life, for the stall and acceptance alarms.
+    pub health: Arc<QueueHealth>,
 }
 
 /// Why the server could not start.
@@ -120,8 +126,18 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         .map_err(|e| StartError(format!("storage ({}): {e}", storage.backend())))?;
     tracing::info!(backend = storage.backend(), "storage ready");
     let (job_events, _) = broadcast::channel(1024);
-    let providers = build_providers(&config, &storage);
-    let supervisor = spawn_queue(&config, &db, &ledger, &providers, &job_events).await?;
+    let metrics = Arc::new(Metrics::new(db.pool_wait()));
+    let health = Arc::new(QueueHealth::new());
+    let providers = build_providers(&config, &storage, &metrics);
+    let queue = Queue {
+        db: &db,
+        ledger: &ledger,
+        providers: &providers,
+        events: &job_events,
+        metrics: &metrics,
+        health: &health,
+    };
+    let supervisor = spawn_queue(&config, queue).await?;
     Ok(Arc::new(AppState {
         config,
         db,
@@ -133,6 +149,8 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         providers,
         prompt_streams: Arc::new(AtomicUsize::new(0)),
         upload_signer: UploadSigner::new(&secret),
+        metrics,
+        health,
     }))
 }
 
@@ -140,6 +158,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
 fn build_providers(
     config: &Config,
     storage: &Arc<dyn Storage>,
+    metrics: &Metrics,
 ) -> HashMap<String, Arc<dyn Provider>> {
     let images = ImageSource::new(
         storage.clone(),
@@ -162,16 +181,22 @@ fn build_providers(
         add(Arc::new(OpenRouter::new(
             upstreams.openrouter.clone(),
             images.clone(),
+            metrics.provider("openrouter"),
         )));
     }
     if upstreams.gemini.configured() {
         add(Arc::new(Gemini::new(
             upstreams.gemini.clone(),
             images.clone(),
+            metrics.provider("gemini"),
         )));
     }
     if upstreams.ark.configured() {
-        add(Arc::new(Ark::new(upstreams.ark.clone(), images)));
+        add(Arc::new(Ark::new(
+            upstreams.ark.clone(),
+            images,
+            metrics.provider("ark"),
+        )));
     }
     providers
 }
@@ -191,16 +216,23 @@ fn generator_limits(config: &Config, provider: &str) -> (usize, Duration) {
     }
 }
 
+/// What the job queue is built from.
+struct Queue<'a> {
+    db: &'a Db,
+    ledger: &'a LedgerHandle,
+    providers: &'a HashMap<String, Arc<dyn Provider>>,
+    events: &'a broadcast::Sender<String>,
+    metrics: &'a Arc<Metrics>,
+    health: &'a Arc<QueueHealth>,
+}
+
 /// Spawns one generator per provider and the job supervisor in front of them.
 async fn spawn_queue(
     config: &Config,
-    db: &Db,
-    ledger: &LedgerHandle,
-    providers: &HashMap<String, Arc<dyn Provider>>,
-    events: &broadcast::Sender<String>,
+    queue: Queue<'_>,
 ) -> Result<ActorRef<SupervisorMsg>, StartError> {
     let mut slots = HashMap::new();
-    for (name, provider) in providers {
+    for (name, provider) in queue.providers {
         let (concurrency, timeout) = generator_limits(config, name);
         let (generator, _) = Actor::spawn(
             None,
@@ -225,19 +257,20 @@ async fn spawn_queue(
             },
         );
     }
-    let providers = slots;
     let (supervisor, _) = Actor::spawn(
         None,
         JobSupervisor,
         SupervisorArgs {
-            db: db.clone(),
-            ledger: ledger.clone(),
-            providers,
+            db: queue.db.clone(),
+            ledger: queue.ledger.clone(),
+            providers: slots,
             policy: RetryPolicy {
                 max_attempts: config.queue.max_attempts,
                 base_ms: config.queue.backoff_base_ms,
             },
-            events: events.clone(),
+            events: queue.events.clone(),
+            metrics: queue.metrics.clone(),
+            health: queue.health.clone(),
         },
     )
     .await
@@ -254,21 +287,47 @@ pub struct RunningApp {
 }
 
 impl RunningApp {
-    /// Stops accepting, lets in-flight requests finish, stops the actors.
+    /// Stops accepting, lets in-flight requests finish, lets running units finish (up
+    /// to `queue.shutdown_grace_secs`; the rest is recovered at the next start), stops
+    /// the actors.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         let _ = (&mut self.server).await;
+        drain_queue(&self.state).await;
         self.state.supervisor.stop(None);
         self.state.ledger.stop();
     }
+}
 
-    /// Waits until the server ends (after a shutdown signal).
-    pub async fn wait(mut self) {
-        let _ = (&mut self.server).await;
-        self.state.supervisor.stop(None);
-        self.state.ledger.stop();
+/// Stops dispatching and waits for the running units, at most the grace period.
+async fn drain_queue(state: &AppState) {
+    let _ = state.supervisor.send_message(SupervisorMsg::Drain);
+    let grace = Duration::from_secs(state.config.queue.shutdown_grace_secs);
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut told = false;
+    loop {
+        let running = state
+            .db
+            .read(|conn| crate::db::jobs::queue_stats(conn).map(|s| s.running))
+            .await
+            .unwrap_or(0);
+        if running == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                running,
+                "shutdown grace period over; running units will be retried at the next start"
+            );
+            return;
+        }
+        if !told {
+            told = true;
+            tracing::info!(running, "waiting for running units to finish");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -284,6 +343,7 @@ pub async fn start(config: Config) -> Result<RunningApp, StartError> {
         .map_err(|e| StartError(e.to_string()))?;
     let state = build_state(config).await?;
     spawn_temp_sweep(&state);
+    crate::ops::alarm::spawn_watchdog(&state);
     let (tx, rx) = oneshot::channel::<()>();
     let routes = crate::http::routes(state.clone());
     let server = tokio::spawn(

@@ -176,6 +176,13 @@ pub struct QueueConfig {
     pub backoff_base_ms: u64,
     /// Shared secret an external worker sends as `x-worker-secret` to nudge any job.
     pub worker_secret: Option<String>,
+    /// Raise the stall alarm when units wait but none started or finished this long.
+    pub stall_after_secs: u64,
+    /// Raise the acceptance alarm after this many job creations failed in a row.
+    pub acceptance_failure_alarm: u32,
+    /// On shutdown, how long running units may take to finish before the rest is left
+    /// for the next start.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for QueueConfig {
@@ -184,6 +191,9 @@ impl Default for QueueConfig {
             max_attempts: 3,
             backoff_base_ms: 2000,
             worker_secret: None,
+            stall_after_secs: 120,
+            acceptance_failure_alarm: 5,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -372,6 +382,8 @@ pub struct ServerConfig {
     /// The public base URL (`https://studio.example.com`) used in absolute links such as
     /// upload URLs. Unset: taken from the request's `Host` header.
     pub public_url: Option<String>,
+    /// When set, `GET /metrics` wants `Authorization: Bearer <this>`.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -382,6 +394,7 @@ impl Default for ServerConfig {
             json_body_limit_bytes: 1024 * 1024,
             trust_forwarded_for: false,
             public_url: None,
+            metrics_token: None,
         }
     }
 }
@@ -573,6 +586,12 @@ impl Config {
         if self.auth.rate_limit_per_minute == 0 {
             return bad("auth.rate_limit_per_minute", "must be at least 1");
         }
+        if self.queue.stall_after_secs == 0 {
+            return bad("queue.stall_after_secs", "must be at least 1");
+        }
+        if self.queue.acceptance_failure_alarm == 0 {
+            return bad("queue.acceptance_failure_alarm", "must be at least 1");
+        }
         if self.queue.max_attempts == 0 {
             return bad("queue.max_attempts", "must be at least 1");
         }
@@ -703,6 +722,7 @@ impl Config {
             &mut shown.auth.jwt_secret,
             &mut shown.auth.anon_key,
             &mut shown.queue.worker_secret,
+            &mut shown.server.metrics_token,
         ] {
             if secret.is_some() {
                 *secret = hidden();

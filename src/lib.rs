@@ -13,5 +13,6 @@ pub mod domain;
 pub mod fetch;
 pub mod generation;
 pub mod http;
+pub mod ops;
 pub mod providers;
 pub mod storage;

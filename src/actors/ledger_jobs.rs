@@ -57,6 +57,8 @@ pub struct Settled {
     pub applied: bool,
     pub job_finished: bool,
     pub retry_at: Option<i64>,
+    /// The credit movement this attempt made: `capture` or `release`.
+    pub movement: Option<&'static str>,
 }
 
 /// Accepts a job: writes it, its units and the hold, or refuses (`CONFLICT`, a limit's
@@ -232,11 +234,13 @@ pub fn settle_attempt(
         applied: false,
         job_finished: false,
         retry_at: None,
+        movement: None,
     };
     if task.status != "running" || task.attempts != attempt {
         return Ok(stale);
     }
     let mut retry_at = None;
+    let mut movement = None;
     let applied = match policy.next_step(outcome, attempt.max(0) as u32, now, jitter) {
         NextStep::Succeed => {
             let result = match outcome {
@@ -257,6 +261,7 @@ pub fn settle_attempt(
             )?;
             if done {
                 capture(conn, &task, now)?;
+                movement = Some("capture");
             }
             done
         }
@@ -291,6 +296,7 @@ pub fn settle_attempt(
             let done = jobs::end_attempt(conn, task_id, attempt, &end, now)?;
             if done {
                 release(conn, &task, now)?;
+                movement = Some("release");
             }
             done
         }
@@ -304,6 +310,7 @@ pub fn settle_attempt(
         applied: true,
         job_finished,
         retry_at,
+        movement,
     })
 }
 

@@ -3,4 +3,5 @@
 pub mod generator;
 pub mod ledger;
 pub mod ledger_jobs;
+pub mod ledger_retry;
 pub mod supervisor;

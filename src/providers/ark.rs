@@ -17,6 +17,7 @@ use super::{
 use crate::config::UpstreamConfig;
 use crate::domain::jobs::UnitOutcome;
 use crate::domain::ErrorCode;
+use crate::ops::metrics::ProviderCounters;
 
 const PATH: &str = "images/generations";
 /// Largest image downloaded from a returned `url`.
@@ -32,9 +33,9 @@ pub struct Ark {
 
 impl Ark {
     /// A provider talking to `config.base_url` with `config.api_key`.
-    pub fn new(config: UpstreamConfig, images: ImageSource) -> Self {
+    pub fn new(config: UpstreamConfig, images: ImageSource, counters: ProviderCounters) -> Self {
         Ark {
-            upstream: Arc::new(Upstream::new("ark", config, Auth::Bearer)),
+            upstream: Arc::new(Upstream::new("ark", config, Auth::Bearer, counters)),
             images,
         }
     }

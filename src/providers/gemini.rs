@@ -15,6 +15,7 @@ use super::{
 use crate::config::UpstreamConfig;
 use crate::domain::jobs::UnitOutcome;
 use crate::domain::ErrorCode;
+use crate::ops::metrics::ProviderCounters;
 
 /// Finish reasons that mean the output was refused; another attempt will not help.
 const BLOCKING_FINISH: &[&str] = &[
@@ -36,9 +37,9 @@ pub struct Gemini {
 
 impl Gemini {
     /// A provider talking to `config.base_url` (which includes the API version).
-    pub fn new(config: UpstreamConfig, images: ImageSource) -> Self {
+    pub fn new(config: UpstreamConfig, images: ImageSource, counters: ProviderCounters) -> Self {
         Gemini {
-            upstream: Arc::new(Upstream::new("gemini", config, Auth::GoogApiKey)),
+            upstream: Arc::new(Upstream::new("gemini", config, Auth::GoogApiKey, counters)),
             images,
         }
     }

@@ -15,6 +15,7 @@ use super::{
 use crate::config::UpstreamConfig;
 use crate::domain::jobs::UnitOutcome;
 use crate::domain::ErrorCode;
+use crate::ops::metrics::ProviderCounters;
 
 const PATH: &str = "chat/completions";
 
@@ -26,9 +27,9 @@ pub struct OpenRouter {
 
 impl OpenRouter {
     /// A provider talking to `config.base_url` with `config.api_key`.
-    pub fn new(config: UpstreamConfig, images: ImageSource) -> Self {
+    pub fn new(config: UpstreamConfig, images: ImageSource, counters: ProviderCounters) -> Self {
         OpenRouter {
-            upstream: Arc::new(Upstream::new("openrouter", config, Auth::Bearer)),
+            upstream: Arc::new(Upstream::new("openrouter", config, Auth::Bearer, counters)),
             images,
         }
     }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::ProviderError;
 use crate::config::UpstreamConfig;
 use crate::domain::ErrorCode;
+use crate::ops::metrics::ProviderCounters;
 
 /// Largest JSON answer read from an upstream (4K images inline as base64 are ~20 MB).
 pub const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
@@ -53,8 +54,13 @@ pub struct Reply {
 }
 
 impl Upstream {
-    /// An upstream with its own connection pool.
-    pub fn new(name: &'static str, config: UpstreamConfig, auth: Auth) -> Self {
+    /// An upstream with its own connection pool, counting into `counters`.
+    pub fn new(
+        name: &'static str,
+        config: UpstreamConfig,
+        auth: Auth,
+        counters: ProviderCounters,
+    ) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(config.connect_timeout_secs)))
             .http_status_as_error(false)
@@ -66,7 +72,7 @@ impl Upstream {
             config,
             auth,
             agent,
-            metrics: Arc::new(ProviderMetrics::default()),
+            metrics: Arc::new(ProviderMetrics::new(counters)),
         }
     }
 
@@ -326,50 +332,50 @@ pub fn clip(text: &str, max: usize) -> String {
     }
 }
 
-/// Requests, errors by class and latency of one provider since start.
-#[derive(Debug, Default)]
+/// Requests, errors by class and latency of one provider since start: the shared
+/// Prometheus counters, plus the slowest request for the admin view.
 pub struct ProviderMetrics {
-    pub requests: AtomicU64,
-    pub retryable_errors: AtomicU64,
-    pub permanent_errors: AtomicU64,
-    pub timeouts: AtomicU64,
-    pub latency_ms_total: AtomicU64,
-    pub latency_ms_max: AtomicU64,
+    counters: ProviderCounters,
+    latency_ms_max: AtomicU64,
 }
 
 impl ProviderMetrics {
+    /// Metrics kept in `counters`.
+    pub fn new(counters: ProviderCounters) -> Self {
+        ProviderMetrics {
+            counters,
+            latency_ms_max: AtomicU64::new(0),
+        }
+    }
+
     fn record(&self, latency: Duration, error: Option<&ProviderError>) {
-        let ms = latency.as_millis() as u64;
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.latency_ms_total.fetch_add(ms, Ordering::Relaxed);
-        self.latency_ms_max.fetch_max(ms, Ordering::Relaxed);
+        let c = &self.counters;
+        c.requests.inc();
+        c.latency.observe(latency.as_secs_f64());
+        self.latency_ms_max
+            .fetch_max(latency.as_millis() as u64, Ordering::Relaxed);
         match error {
-            Some(e) if e.code == ErrorCode::UPSTREAM_TIMEOUT => {
-                self.timeouts.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(e) if e.retryable => {
-                self.retryable_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(_) => {
-                self.permanent_errors.fetch_add(1, Ordering::Relaxed);
-            }
+            Some(e) if e.code == ErrorCode::UPSTREAM_TIMEOUT => c.timeouts.inc(),
+            Some(e) if e.retryable => c.retryable.inc(),
+            Some(_) => c.permanent.inc(),
             None => {}
         }
     }
 
     /// The counters as JSON (for the admin queue view).
     pub fn snapshot(&self) -> Value {
-        let requests = self.requests.load(Ordering::Relaxed);
-        let total = self.latency_ms_total.load(Ordering::Relaxed);
+        let c = &self.counters;
+        let requests = c.requests.get();
+        let total_ms = (c.latency.get_sample_sum() * 1000.0) as u64;
         serde_json::json!({
             "requests": requests,
             "errors": {
-                "retryable": self.retryable_errors.load(Ordering::Relaxed),
-                "permanent": self.permanent_errors.load(Ordering::Relaxed),
-                "timeout": self.timeouts.load(Ordering::Relaxed),
+                "retryable": c.retryable.get(),
+                "permanent": c.permanent.get(),
+                "timeout": c.timeouts.get(),
             },
             "latency_ms": {
-                "mean": total.checked_div(requests).unwrap_or(0),
+                "mean": total_ms.checked_div(requests).unwrap_or(0),
                 "max": self.latency_ms_max.load(Ordering::Relaxed),
             },
         })

@@ -26,6 +26,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.server.bind = "127.0.0.1:0".into();
     config.data.dir = dir.to_path_buf();
     config.log.level = "warn".into();
+    // Tests stop servers with units still running; waiting for them is tested on its own.
+    config.queue.shutdown_grace_secs = 0;
     config
 }
 
@@ -148,6 +150,14 @@ impl TestApp {
         if let Some(running) = self.running.take() {
             running.stop().await;
         }
+    }
+
+    /// Stops the server and hands over its data dir (to restart on it or inspect it).
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        self._dir
     }
 }
 
@@ -360,6 +370,31 @@ impl TestApp {
         kinds.reverse();
         kinds
     }
+}
+
+/// Asserts a provider test's job failed with `code` after `calls` upstream calls (the
+/// fake saw `seen`), charged nothing and gave its whole hold back (1000 credits again).
+pub async fn assert_failed_and_released(
+    app: &TestApp,
+    user: &TestUser,
+    job: &Value,
+    code: &str,
+    (seen, calls): (usize, usize),
+) {
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_code"], code, "{job}");
+    assert_eq!(job["cost_amount"], 0, "{job}");
+    assert_eq!(seen, calls, "upstream calls: {job}");
+    let kinds = app
+        .ledger_kinds(&user.access_token, job["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(kinds, ["hold", "release"], "{job}");
+    assert_eq!(app.credits(&user.access_token).await["available"], 1000);
+}
+
+/// The error of a job's first unit.
+pub fn first_unit_error(job: &Value) -> &Value {
+    &job["result_data"]["units"][0]["error"]
 }
 
 /// Quick retries for provider tests: `attempts` attempts, 50 ms base backoff, and a
