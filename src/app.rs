@@ -27,9 +27,15 @@ use crate::db::Db;
 use crate::domain::jobs::RetryPolicy;
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::generation::pipeline::PipelineSettings;
+use crate::ops::alarm::QueueHealth;
+use crate::ops::metrics::Metrics;
+use crate::providers::ark::Ark;
+use crate::providers::gemini::Gemini;
+use crate::providers::images::ImageSource;
 use crate::providers::local::LocalProvider;
+use crate::providers::openrouter::OpenRouter;
 use crate::providers::Provider;
-use crate::storage::{LocalStorage, UploadSigner};
+use crate::storage::{Storage, UploadSigner};
 use std::sync::atomic::AtomicUsize;
 
 /// Everything a request handler may use.
@@ -40,7 +46,8 @@ pub struct AppState {
     pub auth: AuthService,
     /// Checkout, portal and webhooks (Stripe or simulated).
     pub billing: BillingHandle,
-    pub storage: LocalStorage,
+    /// Where objects live (`[storage] backend`).
+    pub storage: Arc<dyn Storage>,
     pub supervisor: ActorRef<SupervisorMsg>,
     /// A job id is sent here after every change of that job.
     pub job_events: broadcast::Sender<String>,
@@ -50,6 +57,10 @@ pub struct AppState {
     pub prompt_streams: Arc<AtomicUsize>,
     /// Signs and checks upload URLs.
     pub upload_signer: UploadSigner,
+    /// Everything `/metrics` exports.
+    pub metrics: Arc<Metrics>,
+    /// The queue's signs of life, for the stall and acceptance alarms.
+    pub health: Arc<QueueHealth>,
 }
 
 /// Why the server could not start.
@@ -110,10 +121,27 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         secret,
     } = build_core(&config).await?;
     let billing = spawn_billing(&config, &db, &ledger, &secret).await?;
-    let storage = LocalStorage::new(config.data.dir.join("storage"));
+    let storage =
+        crate::storage::from_config(&config).map_err(|e| StartError(format!("storage: {e}")))?;
+    let probe = storage.clone();
+    tokio::task::spawn_blocking(move || probe.check())
+        .await
+        .map_err(|e| StartError(e.to_string()))?
+        .map_err(|e| StartError(format!("storage ({}): {e}", storage.backend())))?;
+    tracing::info!(backend = storage.backend(), "storage ready");
     let (job_events, _) = broadcast::channel(1024);
-    let providers = build_providers(&config, &storage);
-    let supervisor = spawn_queue(&config, &db, &ledger, &providers, &job_events).await?;
+    let metrics = Arc::new(Metrics::new(db.pool_wait()));
+    let health = Arc::new(QueueHealth::new());
+    let providers = build_providers(&config, &storage, &metrics);
+    let queue = Queue {
+        db: &db,
+        ledger: &ledger,
+        providers: &providers,
+        events: &job_events,
+        metrics: &metrics,
+        health: &health,
+    };
+    let supervisor = spawn_queue(&config, queue).await?;
     Ok(Arc::new(AppState {
         config,
         db,
@@ -126,76 +154,128 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         providers,
         prompt_streams: Arc::new(AtomicUsize::new(0)),
         upload_signer: UploadSigner::new(&secret),
+        metrics,
+        health,
     }))
 }
 
-/// Every configured provider.
-fn build_providers(config: &Config, storage: &LocalStorage) -> HashMap<String, Arc<dyn Provider>> {
-    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
-    providers.insert(
-        "local".into(),
-        Arc::new(LocalProvider::new(
-            config.providers.local.clone(),
-            storage.clone(),
-            Fetcher::new(FetchPolicy {
-                allow_private: config.storage.allow_private_fetch,
-                max_bytes: config.limits.image_max_bytes,
-                ..FetchPolicy::default()
-            }),
-        )),
+/// Every configured provider: `local` always, each upstream once it has an API key.
+fn build_providers(
+    config: &Config,
+    storage: &Arc<dyn Storage>,
+    metrics: &Metrics,
+) -> HashMap<String, Arc<dyn Provider>> {
+    let images = ImageSource::new(
+        storage.clone(),
+        Fetcher::new(FetchPolicy {
+            allow_private: config.storage.allow_private_fetch,
+            max_bytes: config.limits.image_max_bytes,
+            ..FetchPolicy::default()
+        }),
     );
+    let upstreams = &config.providers;
+    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+    let mut add = |provider: Arc<dyn Provider>| {
+        providers.insert(provider.name().to_string(), provider);
+    };
+    add(Arc::new(LocalProvider::new(
+        upstreams.local.clone(),
+        images.clone(),
+    )));
+    if upstreams.openrouter.configured() {
+        add(Arc::new(OpenRouter::new(
+            upstreams.openrouter.clone(),
+            images.clone(),
+            metrics.provider("openrouter"),
+        )));
+    }
+    if upstreams.gemini.configured() {
+        add(Arc::new(Gemini::new(
+            upstreams.gemini.clone(),
+            images.clone(),
+            metrics.provider("gemini"),
+        )));
+    }
+    if upstreams.ark.configured() {
+        add(Arc::new(Ark::new(
+            upstreams.ark.clone(),
+            images,
+            metrics.provider("ark"),
+        )));
+    }
     providers
+}
+
+/// How many units a provider's generator runs at once, and the outer timeout of one
+/// unit (an upstream unit may make a text call and an image call).
+fn generator_limits(config: &Config, provider: &str) -> (usize, Duration) {
+    match config.providers.upstream(provider) {
+        Some(upstream) => (
+            upstream.concurrency,
+            Duration::from_secs(upstream.image_timeout_secs + upstream.text_timeout_secs + 10),
+        ),
+        None => (
+            config.providers.local.concurrency as usize,
+            Duration::from_secs(config.providers.local.timeout_secs),
+        ),
+    }
+}
+
+/// What the job queue is built from.
+struct Queue<'a> {
+    db: &'a Db,
+    ledger: &'a LedgerHandle,
+    providers: &'a HashMap<String, Arc<dyn Provider>>,
+    events: &'a broadcast::Sender<String>,
+    metrics: &'a Arc<Metrics>,
+    health: &'a Arc<QueueHealth>,
 }
 
 /// Spawns one generator per provider and the job supervisor in front of them.
 async fn spawn_queue(
     config: &Config,
-    db: &Db,
-    ledger: &LedgerHandle,
-    providers: &HashMap<String, Arc<dyn Provider>>,
-    events: &broadcast::Sender<String>,
+    queue: Queue<'_>,
 ) -> Result<ActorRef<SupervisorMsg>, StartError> {
-    let local = &config.providers.local;
-    let timeout = Duration::from_secs(local.timeout_secs);
-    let provider = providers
-        .get("local")
-        .cloned()
-        .ok_or_else(|| StartError("the local provider is missing".into()))?;
-    let (generator, _) = Actor::spawn(
-        None,
-        GeneratorActor,
-        GeneratorArgs {
-            provider,
-            concurrency: local.concurrency as usize,
-            timeout,
-            settings: PipelineSettings {
-                ratio_tolerance: config.generation.ratio_tolerance,
+    let mut slots = HashMap::new();
+    for (name, provider) in queue.providers {
+        let (concurrency, timeout) = generator_limits(config, name);
+        let (generator, _) = Actor::spawn(
+            None,
+            GeneratorActor,
+            GeneratorArgs {
+                provider: provider.clone(),
+                concurrency,
+                timeout,
+                settings: PipelineSettings {
+                    ratio_tolerance: config.generation.ratio_tolerance,
+                },
             },
-        },
-    )
-    .await
-    .map_err(|e| StartError(format!("cannot start the local generator: {e}")))?;
-    let mut providers = HashMap::new();
-    providers.insert(
-        "local".to_string(),
-        ProviderSlot {
-            generator,
-            concurrency: local.concurrency as usize,
-            timeout,
-        },
-    );
+        )
+        .await
+        .map_err(|e| StartError(format!("cannot start the {name} generator: {e}")))?;
+        slots.insert(
+            name.clone(),
+            ProviderSlot {
+                generator,
+                concurrency,
+                timeout,
+            },
+        );
+    }
     let (supervisor, _) = Actor::spawn(
         None,
         JobSupervisor,
         SupervisorArgs {
-            db: db.clone(),
-            ledger: ledger.clone(),
-            providers,
+            db: queue.db.clone(),
+            ledger: queue.ledger.clone(),
+            providers: slots,
             policy: RetryPolicy {
                 max_attempts: config.queue.max_attempts,
                 base_ms: config.queue.backoff_base_ms,
             },
-            events: events.clone(),
+            events: queue.events.clone(),
+            metrics: queue.metrics.clone(),
+            health: queue.health.clone(),
         },
     )
     .await
@@ -212,22 +292,48 @@ pub struct RunningApp {
 }
 
 impl RunningApp {
-    /// Stops accepting, lets in-flight requests finish, stops the actors.
+    /// Stops accepting, lets in-flight requests finish, lets running units finish (up
+    /// to `queue.shutdown_grace_secs`; the rest is recovered at the next start), stops
+    /// the actors.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         let _ = (&mut self.server).await;
+        drain_queue(&self.state).await;
         self.state.supervisor.stop(None);
         self.state.billing.stop();
         self.state.ledger.stop();
     }
+}
 
-    /// Waits until the server ends (after a shutdown signal).
-    pub async fn wait(mut self) {
-        let _ = (&mut self.server).await;
-        self.state.supervisor.stop(None);
-        self.state.ledger.stop();
+/// Stops dispatching and waits for the running units, at most the grace period.
+async fn drain_queue(state: &AppState) {
+    let _ = state.supervisor.send_message(SupervisorMsg::Drain);
+    let grace = Duration::from_secs(state.config.queue.shutdown_grace_secs);
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut told = false;
+    loop {
+        let running = state
+            .db
+            .read(|conn| crate::db::jobs::queue_stats(conn).map(|s| s.running))
+            .await
+            .unwrap_or(0);
+        if running == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                running,
+                "shutdown grace period over; running units will be retried at the next start"
+            );
+            return;
+        }
+        if !told {
+            told = true;
+            tracing::info!(running, "waiting for running units to finish");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -243,6 +349,7 @@ pub async fn start(config: Config) -> Result<RunningApp, StartError> {
         .map_err(|e| StartError(e.to_string()))?;
     let state = build_state(config).await?;
     spawn_temp_sweep(&state);
+    crate::ops::alarm::spawn_watchdog(&state);
     let (tx, rx) = oneshot::channel::<()>();
     let routes = crate::http::routes(state.clone());
     let server = tokio::spawn(

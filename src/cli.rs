@@ -9,6 +9,7 @@ use crate::app::{self, StartError};
 use crate::config::Config;
 use crate::db::{accounts, ledger, migrate};
 use crate::domain::time::rfc3339;
+use crate::ops::backup;
 
 /// Atelier — the backend of an AI product-photo studio in one binary.
 #[derive(Debug, Parser)]
@@ -42,6 +43,26 @@ pub enum Command {
     Config(ConfigCommand),
     /// Recompute every account from its ledger; exit non-zero on any mismatch.
     Audit,
+    /// Write a consistent snapshot of the database while the server keeps running.
+    Backup(BackupArgs),
+    /// Replace the database with a backup (stop the server first).
+    Restore(RestoreArgs),
+}
+
+/// `atelier backup`
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The file to write (must not exist yet).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `atelier restore`
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file to restore from.
+    #[arg(long)]
+    pub from: PathBuf,
 }
 
 /// `atelier user …`
@@ -187,22 +208,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {
-            let mut shown = config.clone();
-            if shown.auth.jwt_secret.is_some() {
-                shown.auth.jwt_secret = Some("<hidden>".into());
-            }
-            if shown.auth.anon_key.is_some() {
-                shown.auth.anon_key = Some("<hidden>".into());
-            }
-            if shown.billing.secret_key.is_some() {
-                shown.billing.secret_key = Some("<hidden>".into());
-            }
-            if shown.billing.webhook_secret.is_some() {
-                shown.billing.webhook_secret = Some("<hidden>".into());
-            }
-            if shown.queue.worker_secret.is_some() {
-                shown.queue.worker_secret = Some("<hidden>".into());
-            }
+            let shown = config.with_secrets_hidden();
             let text = toml::to_string_pretty(&shown).map_err(|e| fail(e.to_string()))?;
             println!("# configuration is valid\n{text}");
             Ok(())
@@ -272,6 +278,34 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
         }
         Command::Stripe(command) => stripe(command, config).await,
         Command::Audit => audit(config).await,
+        Command::Backup(args) => {
+            let db_path = config.database_path();
+            let taken = tokio::task::spawn_blocking(move || backup::backup(&db_path, &args.out))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(e.0))?;
+            println!(
+                "backup written to {} ({} bytes, schema version {})",
+                taken.path.display(),
+                taken.bytes,
+                taken.schema_version
+            );
+            Ok(())
+        }
+        Command::Restore(args) => {
+            let db_path = config.database_path();
+            let restored =
+                tokio::task::spawn_blocking(move || backup::restore(&args.from, &db_path))
+                    .await
+                    .map_err(|e| fail(e.to_string()))?
+                    .map_err(|e| fail(e.0))?;
+            println!(
+                "restored {} (schema version {}); run `atelier audit` to check it",
+                restored.path.display(),
+                restored.schema_version
+            );
+            Ok(())
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod fetch;
 pub mod generation;
 pub mod http;
+pub mod ops;
 pub mod providers;
 pub mod storage;
 pub mod stripe;

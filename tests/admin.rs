@@ -1,4 +1,4 @@
-//! Operator endpoints: credit corrections and the queue's state.
+//! Operator endpoints: credit corrections, users, jobs and retries, the queue's state.
 
 mod common;
 
@@ -144,5 +144,120 @@ async fn admin_queue_view() {
         queue["providers"]["local"],
         json!({"in_flight": 1, "concurrency": 1})
     );
+    app.stop().await;
+}
+
+/// Users are found by part of their email, with their credits; the admin job list shows
+/// everyone's jobs with their owner, filtered by status.
+#[tokio::test]
+async fn admin_finds_users_and_jobs() {
+    let app = spawn_app_with(|c| c.providers.local.tiny_output = true).await;
+    let admin = app.new_admin().await;
+    let (a, b) = (app.new_user().await, app.new_user().await);
+    let token = Some(admin.access_token.as_str());
+    let at = a.email.find('@').unwrap();
+    let part = a.email[at - 12..at].to_uppercase();
+    let found = json_with_status(
+        app.get(&format!("/v1/admin/users?query={part}"), token)
+            .await,
+        200,
+    )
+    .await;
+    let users = found["users"].as_array().unwrap();
+    assert_eq!(users.len(), 1, "{found}");
+    assert_eq!(users[0]["email"], a.email.as_str());
+    assert_eq!(users[0]["credits"]["available"], 30);
+    let wildcard = json_with_status(app.get("/v1/admin/users?query=%25", token).await, 200).await;
+    assert_eq!(wildcard["users"], json!([]), "% is matched literally");
+    let res = app.get("/v1/admin/users", Some(&a.access_token)).await;
+    common::assert_envelope(res, 403, "FORBIDDEN").await;
+
+    let body = json!({"model": "local", "prompt": "a box", "productImage": common::small_png()});
+    for user in [&a, &b] {
+        app.run_job(&user.access_token, "generate-image", &body)
+            .await;
+    }
+    let list = json_with_status(app.get("/v1/admin/jobs?status=success", token).await, 200).await;
+    let owners: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, [b.id.as_str(), a.id.as_str()], "{list}");
+    let none = json_with_status(app.get("/v1/admin/jobs?status=failed", token).await, 200).await;
+    assert_eq!(none["jobs"], json!([]));
+    app.stop().await;
+}
+
+/// Retry runs a finished job's failed units again as a new job of the same seller, held
+/// and charged once; a second retry answers the same job; running jobs and jobs with
+/// nothing failed are refused.
+#[tokio::test]
+async fn admin_retries_the_failed_units_of_a_job() {
+    let app = spawn_app_with(|c| {
+        c.providers.local.tiny_output = true;
+        c.providers.local.fail_units = vec![1, 2];
+        c.providers.local.fail_kind = "permanent".into();
+    })
+    .await;
+    let admin = app.new_admin().await;
+    let seller = app.new_user().await;
+    let body = json!({"model": "local", "prompt": "a box", "imageCount": 3,
+                      "productImage": common::small_png()});
+    let job = app
+        .run_job(&seller.access_token, "generate-image", &body)
+        .await;
+    assert_eq!(job["error_code"], "BATCH_PARTIAL_FAILED", "{job}");
+    assert_eq!(app.credits(&seller.access_token).await["available"], 29);
+
+    let path = format!("/v1/admin/jobs/{}/retry", job["id"].as_str().unwrap());
+    let res = app
+        .post_json(&path, Some(&seller.access_token), &json!({}))
+        .await;
+    common::assert_envelope(res, 403, "FORBIDDEN").await;
+    let retry = json_with_status(
+        app.post_json(&path, Some(&admin.access_token), &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(retry["retry_of"], job["id"]);
+    let again = json_with_status(
+        app.post_json(&path, Some(&admin.access_token), &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(again["job_id"], retry["job_id"], "one retry job per job");
+    let retried = app
+        .wait_job(&seller.access_token, retry["job_id"].as_str().unwrap())
+        .await;
+    // The two units are units 0 and 1 of the new job: unit 1 fails again.
+    assert_eq!(retried["units"]["total"], 2, "{retried}");
+    assert_eq!(retried["units"]["succeeded"], 1, "{retried}");
+    assert_eq!(retried["payload"]["retry_of"], job["id"]);
+    assert_eq!(
+        app.credits(&seller.access_token).await,
+        json!({"subscription": 0, "purchased": 28, "held": 0, "available": 28})
+    );
+
+    let done = json!({"model": "local", "prompt": "a box", "productImage": common::small_png()});
+    let ok = app
+        .run_job(&seller.access_token, "generate-image", &done)
+        .await;
+    let path = format!("/v1/admin/jobs/{}/retry", ok["id"].as_str().unwrap());
+    let res = app
+        .post_json(&path, Some(&admin.access_token), &json!({}))
+        .await;
+    common::assert_envelope(res, 409, "CONFLICT").await;
+    let res = app
+        .post_json(
+            "/v1/admin/jobs/no-such-job/retry",
+            Some(&admin.access_token),
+            &json!({}),
+        )
+        .await;
+    common::assert_envelope(res, 404, "NOT_FOUND").await;
     app.stop().await;
 }

@@ -101,6 +101,23 @@ async fn the_same_event_fifty_times_concurrently_grants_once() {
     assert_eq!(grants.len(), 1);
     assert_eq!(transactions(&app, &user).await.len(), 1);
     assert_audit_clean(&app);
+
+    // Every delivery is counted by type and result.
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let count = |result: &str| -> i64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("atelier_webhook_events_total{")
+                    && l.contains(&format!("result=\"{result}\""))
+                    && l.contains("type=\"checkout.session.completed\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    assert_eq!(count("applied"), 1, "{metrics}");
+    assert_eq!(count("conflict"), 50 - ok, "{metrics}");
+    assert_eq!(count("duplicate"), ok, "{metrics}");
 }
 
 /// Refund after spending: the reversal takes what is available and records the rest

@@ -162,6 +162,34 @@ async fn generate_image_returns_real_pngs_at_the_requested_ratio() {
     app.stop().await;
 }
 
+/// A product photo URL that points at a private address is refused by the SSRF guard;
+/// the unit fails with `IMAGE_INPUT_SOURCE_MISSING` and the reason as its own field, and
+/// its credit is released.
+#[tokio::test]
+async fn a_refused_image_url_fails_the_unit_with_its_reason() {
+    let app = spawn_app_with(|_| {}).await;
+    let user = app.new_user().await;
+    let body = json!({"model": "local", "prompt": "a red box",
+                      "productImage": "http://10.0.0.7/product.png"});
+    let job = run_job(&app, &user, "generate-image", &body).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_code"], "IMAGE_INPUT_SOURCE_MISSING", "{job}");
+    let error = &job["result_data"]["units"][0]["error"];
+    assert_eq!(error["code"], "IMAGE_INPUT_SOURCE_MISSING", "{job}");
+    assert_eq!(error["details"]["reason"], "address_blocked", "{job}");
+    assert!(
+        !error["message"].as_str().unwrap_or("").contains("reason:"),
+        "{job}"
+    );
+    assert_eq!(
+        job["result_data"]["units"][0].get("error_details"),
+        None,
+        "{job}"
+    );
+    assert_credits(&app, &user, 30).await;
+    app.stop().await;
+}
+
 /// Single mode: 2 products × 2 images = 4 units, at the default 2K.
 #[tokio::test]
 async fn single_mode_runs_products_times_image_count() {

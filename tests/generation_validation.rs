@@ -293,7 +293,7 @@ async fn accepted_units(app: &TestApp, token: &str, function: &str, body: &Value
 
 /// The amounts of the caller's ledger holds, smallest first.
 async fn hold_amounts(app: &TestApp, token: &str) -> Vec<i64> {
-    let ledger = json_with_status(app.get("/v1/ledger", Some(token)).await, 200).await;
+    let ledger = json_with_status(app.get("/v1/ledger?limit=100", Some(token)).await, 200).await;
     let mut holds: Vec<i64> = ledger["entries"]
         .as_array()
         .expect("entries")

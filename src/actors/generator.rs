@@ -112,6 +112,7 @@ async fn run_with_timeout(
             UnitOutcome::Permanent {
                 code: ErrorCode::UPSTREAM_ERROR,
                 message: "the provider failed unexpectedly".into(),
+                details: None,
             }
         }
         Err(_) => UnitOutcome::Retryable {

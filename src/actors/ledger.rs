@@ -13,6 +13,7 @@ use rusqlite::Connection;
 use serde_json::json;
 
 use super::ledger_jobs::{self, JobAck, NewJob, Settled};
+use super::ledger_retry;
 use crate::db::accounts::{self, User};
 use crate::db::ledger::{self, LedgerEntry, NewEntry};
 use crate::db::{Db, DbError};
@@ -294,6 +295,13 @@ impl LedgerHandle {
             ledger_jobs::settle_attempt(conn, &task_id, attempt, &outcome, &policy, jitter)
         })
         .await
+    }
+
+    /// Runs a finished job's failed units again as a new job (see
+    /// [`ledger_retry::retry_failed_units`]).
+    pub async fn retry_failed_units(&self, job_id: String) -> Result<JobAck, ApiError> {
+        self.run(move |conn| ledger_retry::retry_failed_units(conn, &job_id))
+            .await
     }
 
     /// Cancels a job's queued units and releases their holds.

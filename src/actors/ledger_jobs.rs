@@ -57,6 +57,8 @@ pub struct Settled {
     pub applied: bool,
     pub job_finished: bool,
     pub retry_at: Option<i64>,
+    /// The credit movement this attempt made: `capture` or `release`.
+    pub movement: Option<&'static str>,
 }
 
 /// Accepts a job: writes it, its units and the hold, or refuses (`CONFLICT`, a limit's
@@ -232,11 +234,13 @@ pub fn settle_attempt(
         applied: false,
         job_finished: false,
         retry_at: None,
+        movement: None,
     };
     if task.status != "running" || task.attempts != attempt {
         return Ok(stale);
     }
     let mut retry_at = None;
+    let mut movement = None;
     let applied = match policy.next_step(outcome, attempt.max(0) as u32, now, jitter) {
         NextStep::Succeed => {
             let result = match outcome {
@@ -257,6 +261,7 @@ pub fn settle_attempt(
             )?;
             if done {
                 capture(conn, &task, now)?;
+                movement = Some("capture");
             }
             done
         }
@@ -276,16 +281,22 @@ pub fn settle_attempt(
                 now,
             )?
         }
-        NextStep::Fail { code, message } => {
+        NextStep::Fail {
+            code,
+            message,
+            details,
+        } => {
+            let details = details.map(|d| json!({ ERROR_DETAILS: d }));
             let end = AttemptEnd {
                 status: "failed",
-                result: None,
+                result: details.as_ref(),
                 error: Some((code.as_str(), &message)),
                 run_after: None,
             };
             let done = jobs::end_attempt(conn, task_id, attempt, &end, now)?;
             if done {
                 release(conn, &task, now)?;
+                movement = Some("release");
             }
             done
         }
@@ -299,6 +310,7 @@ pub fn settle_attempt(
         applied: true,
         job_finished,
         retry_at,
+        movement,
     })
 }
 
@@ -326,9 +338,8 @@ pub fn cancel_job(conn: &Connection, user_id: &str, job_id: &str) -> Result<bool
 fn outcome_error(outcome: &UnitOutcome) -> (&'static str, String) {
     match outcome {
         UnitOutcome::Success { .. } => ("", String::new()),
-        UnitOutcome::Retryable { code, message, .. } | UnitOutcome::Permanent { code, message } => {
-            (code.as_str(), message.clone())
-        }
+        UnitOutcome::Retryable { code, message, .. }
+        | UnitOutcome::Permanent { code, message, .. } => (code.as_str(), message.clone()),
     }
 }
 
@@ -460,6 +471,9 @@ pub fn read_job(conn: &Connection, job_id: &str) -> crate::db::DbResult<Option<(
     Ok(Some((job, counts)))
 }
 
+/// Where a failed unit's error details are kept in its `result` column.
+const ERROR_DETAILS: &str = "error_details";
+
 /// `result_data` for a job: the analysis object for ANALYSIS jobs, otherwise progress
 /// `{total, done, failed, units, images}`; plus the first image's URL.
 pub fn result_snapshot(job: &Job, tasks: &[Task]) -> (Value, Option<String>) {
@@ -474,7 +488,7 @@ pub fn result_snapshot(job: &Job, tasks: &[Task]) -> (Value, Option<String>) {
         let mut unit = json!({"unit": t.unit_index, "status": t.status, "attempts": t.attempts});
         if let Some(result) = &t.result {
             if let Some(obj) = result.as_object() {
-                for (k, v) in obj {
+                for (k, v) in obj.iter().filter(|(k, _)| *k != ERROR_DETAILS) {
                     unit[k] = v.clone();
                 }
             }
@@ -487,6 +501,9 @@ pub fn result_snapshot(job: &Job, tasks: &[Task]) -> (Value, Option<String>) {
         }
         if let Some(code) = &t.error_code {
             unit["error"] = json!({"code": code, "message": t.last_error});
+            if let Some(details) = t.result.as_ref().and_then(|r| r.get(ERROR_DETAILS)) {
+                unit["error"]["details"] = details.clone();
+            }
         }
         units.push(unit);
     }

@@ -5,4 +5,5 @@ pub mod billing_apply;
 pub mod generator;
 pub mod ledger;
 pub mod ledger_jobs;
+pub mod ledger_retry;
 pub mod supervisor;

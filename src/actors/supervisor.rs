@@ -3,6 +3,7 @@
 //! recovers what a previous process left running.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -15,6 +16,8 @@ use crate::db::Db;
 use crate::domain::jobs::{JobType, RetryPolicy, UnitOutcome};
 use crate::domain::time::now_ms;
 use crate::domain::ErrorCode;
+use crate::ops::alarm::QueueHealth;
+use crate::ops::metrics::Metrics;
 use crate::providers::UnitRequest;
 
 /// How often expired leases and due retries are looked for.
@@ -28,6 +31,8 @@ pub enum SupervisorMsg {
     Dispatch,
     /// Periodic: requeue expired leases, then dispatch.
     Sweep,
+    /// Shutting down: start no more units (running ones still report).
+    Drain,
     /// A generator finished an attempt.
     UnitFinished {
         provider: String,
@@ -52,6 +57,10 @@ pub struct SupervisorArgs {
     pub policy: RetryPolicy,
     /// Job ids are published here after every change (SSE watchers listen).
     pub events: broadcast::Sender<String>,
+    /// Counts captures and releases.
+    pub metrics: Arc<Metrics>,
+    /// Marked whenever a unit starts or finishes (the stall alarm reads it).
+    pub health: Arc<QueueHealth>,
 }
 
 /// The actor.
@@ -64,6 +73,8 @@ pub struct SupervisorState {
     dispatch_scheduled: bool,
     /// The user served last per provider: the next dispatch starts after them.
     last_user: HashMap<String, String>,
+    /// Set on shutdown: nothing new is dispatched.
+    draining: bool,
 }
 
 impl Actor for JobSupervisor {
@@ -81,6 +92,7 @@ impl Actor for JobSupervisor {
             args,
             dispatch_scheduled: false,
             last_user: HashMap::new(),
+            draining: false,
         };
         // Whatever is `running` now was left by a process that died: recover it.
         recover_expired(&state.args, i64::MAX, "interrupted by a restart").await;
@@ -110,6 +122,7 @@ impl Actor for JobSupervisor {
                 recover_expired(&state.args, now_ms(), "lease expired").await;
                 dispatch(&myself, state).await;
             }
+            SupervisorMsg::Drain => state.draining = true,
             SupervisorMsg::UnitFinished {
                 provider,
                 task_id,
@@ -119,6 +132,8 @@ impl Actor for JobSupervisor {
                 if let Some(n) = state.in_flight.get_mut(&provider) {
                     *n = n.saturating_sub(1);
                 }
+                state.args.health.progress();
+                let metrics = state.args.metrics.clone();
                 let ledger = state.args.ledger.clone();
                 let events = state.args.events.clone();
                 let policy = state.args.policy;
@@ -129,6 +144,9 @@ impl Actor for JobSupervisor {
                         .await
                     {
                         Ok(settled) => {
+                            if let Some(kind) = settled.movement {
+                                metrics.ledger_movement(kind);
+                            }
                             if settled.applied {
                                 let _ = events.send(settled.job_id);
                             }
@@ -152,6 +170,9 @@ impl Actor for JobSupervisor {
 
 /// Claims as many due units as each provider has free slots and dispatches them.
 async fn dispatch(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
+    if state.draining {
+        return;
+    }
     for (name, slot) in &state.args.providers {
         let busy = state.in_flight.get(name).copied().unwrap_or(0);
         let free = slot.concurrency.saturating_sub(busy);
@@ -199,6 +220,7 @@ async fn dispatch(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState)
             state
                 .last_user
                 .insert(name.clone(), last.task.user_id.clone());
+            state.args.health.progress();
         }
         for due in claimed {
             *state.in_flight.entry(name.clone()).or_insert(0) += 1;

@@ -87,11 +87,31 @@ pub fn find_by_email(conn: &Connection, email: &str) -> DbResult<Option<User>> {
 
 /// Every user, oldest first.
 pub fn list(conn: &Connection) -> DbResult<Vec<(User, Balances)>> {
+    search(conn, None, u32::MAX)
+}
+
+/// Users whose email contains `query` (case-insensitive; all when `None`), oldest first,
+/// at most `limit`, with their credits.
+pub fn search(
+    conn: &Connection,
+    query: Option<&str>,
+    limit: u32,
+) -> DbResult<Vec<(User, Balances)>> {
+    let pattern = query.map(|q| {
+        let escaped = q
+            .to_ascii_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    });
     let mut stmt = conn.prepare(&format!(
         "SELECT {USER_COLUMNS}, a.subscription, a.purchased, a.held, a.debt
-         FROM users u JOIN credit_accounts a ON a.user_id = u.id ORDER BY u.created_at, u.id"
+         FROM users u JOIN credit_accounts a ON a.user_id = u.id
+         WHERE ?1 IS NULL OR u.email LIKE ?1 ESCAPE '\\'
+         ORDER BY u.created_at, u.id LIMIT ?2"
     ))?;
-    let rows = stmt.query_map([], |row| {
+    let rows = stmt.query_map(params![pattern, limit], |row| {
         Ok((
             user_from_row(row)?,
             Balances {

@@ -624,6 +624,28 @@ pub fn queue_stats(conn: &Connection) -> DbResult<QueueStats> {
     })
 }
 
+/// Queued units whose time has come, per provider (the stall alarm's "work waiting").
+pub fn due_per_provider(conn: &Connection, now: i64) -> DbResult<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT provider, count(*) FROM generation_tasks
+         WHERE status = 'queued' AND run_after <= ?1 GROUP BY provider",
+    )?;
+    let rows = stmt
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// How many jobs there are of each `(type, status)`.
+pub fn jobs_by_type_and_status(conn: &Connection) -> DbResult<Vec<(String, String, i64)>> {
+    let mut stmt =
+        conn.prepare("SELECT type, status, count(*) FROM generation_jobs GROUP BY type, status")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// Jobs whose stored totals disagree with their tasks (for `atelier audit`):
 /// `(job_id, problem)`.
 pub fn audit_jobs(conn: &Connection) -> DbResult<Vec<(String, String)>> {

@@ -68,6 +68,7 @@ pub const BEGIN_ATTEMPTS: u32 = 3;
 pub struct Db {
     pool: pool::Pool,
     path: PathBuf,
+    pool_wait: prometheus::Histogram,
 }
 
 impl Db {
@@ -77,10 +78,12 @@ impl Db {
             std::fs::create_dir_all(dir)
                 .map_err(|e| DbError::Other(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let pool = pool::open(path, pool_size, busy_timeout)?;
+        let pool_wait = pool::pool_wait_histogram();
+        let pool = pool::open(path, pool_size, busy_timeout, pool_wait.clone())?;
         let db = Db {
             pool,
             path: path.to_path_buf(),
+            pool_wait,
         };
         db.with_conn(migrate::migrate)?;
         Ok(db)
@@ -180,6 +183,11 @@ impl Db {
         tokio::task::spawn_blocking(move || db.transaction(f))
             .await
             .map_err(|e| E::from(DbError::Other(format!("blocking task failed: {e}"))))?
+    }
+
+    /// Waits for pooled connections so far (exposed on `/metrics`).
+    pub fn pool_wait(&self) -> &prometheus::Histogram {
+        &self.pool_wait
     }
 
     /// Proves the database is writable (for `/readyz`).

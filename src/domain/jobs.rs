@@ -44,8 +44,13 @@ pub enum UnitOutcome {
         message: String,
         retry_after_ms: Option<u64>,
     },
-    /// Not worth another attempt (bad input, safety block, 4xx).
-    Permanent { code: ErrorCode, message: String },
+    /// Not worth another attempt (bad input, safety block, 4xx). `details` (e.g.
+    /// `{"reason": "blocked_address"}`) is shown with the unit's error.
+    Permanent {
+        code: ErrorCode,
+        message: String,
+        details: Option<serde_json::Value>,
+    },
 }
 
 /// What happens to a unit after an attempt.
@@ -59,6 +64,7 @@ pub enum NextStep {
     Fail {
         code: ErrorCode,
         message: String,
+        details: Option<serde_json::Value>,
     },
 }
 
@@ -97,9 +103,14 @@ impl RetryPolicy {
     ) -> NextStep {
         match outcome {
             UnitOutcome::Success { .. } => NextStep::Succeed,
-            UnitOutcome::Permanent { code, message } => NextStep::Fail {
+            UnitOutcome::Permanent {
+                code,
+                message,
+                details,
+            } => NextStep::Fail {
                 code: *code,
                 message: message.clone(),
+                details: details.clone(),
             },
             UnitOutcome::Retryable {
                 code,
@@ -110,6 +121,7 @@ impl RetryPolicy {
                     NextStep::Fail {
                         code: *code,
                         message: message.clone(),
+                        details: None,
                     }
                 } else {
                     let delay = self.backoff_ms(attempts, jitter, *retry_after_ms);
@@ -223,6 +235,7 @@ mod tests {
         let permanent = UnitOutcome::Permanent {
             code: ErrorCode::BAD_REQUEST,
             message: "no".into(),
+            details: None,
         };
         assert!(matches!(
             p.next_step(&permanent, 1, 0, 0.0),

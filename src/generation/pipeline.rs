@@ -109,6 +109,7 @@ fn check_ratio(outcome: UnitOutcome, input: &Value, settings: PipelineSettings) 
                 "the model returned {w}×{h}, {:.1} % off the requested {ratio}",
                 off * 100.0
             ),
+            details: None,
         },
         _ => outcome,
     }
@@ -161,6 +162,7 @@ fn analyze_product(provider: &dyn Provider, unit: &UnitRequest) -> UnitOutcome {
         Ok(None) => UnitOutcome::Permanent {
             code: ErrorCode::ANALYSIS_FAILED,
             message: "the model did not answer valid JSON, even after a repair".into(),
+            details: None,
         },
         Err(err) => err.into_outcome(),
     }
@@ -315,6 +317,7 @@ mod tests {
             message: "429".into(),
             retryable: true,
             retry_after_ms: Some(2000),
+            details: None,
         })]));
         assert!(matches!(
             run_unit(&overloaded, &unit(JobType::Analysis, json!({})), SETTINGS),

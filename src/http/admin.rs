@@ -1,4 +1,7 @@
-//! Operator endpoints (role `admin`): credit corrections and the queue's state.
+//! Operator endpoints (role `admin`): users, credit corrections, jobs and retries, and
+//! the queue's state.
+
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -6,10 +9,14 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::account::{credits_json, entry_json, read_credits};
+use super::jobs::job_page;
+use super::paging::page_limit;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
+use crate::actors::supervisor::SupervisorMsg;
 use crate::db::accounts::{self, User};
 use crate::db::jobs;
 use crate::domain::time::now_ms;
+use crate::domain::time::rfc3339;
 use crate::domain::{ApiError, ErrorCode};
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -23,7 +30,88 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
         .and(with_state(state.clone()))
         .and(request(&state))
         .then(|state, req| guard(queue(state, req)));
-    credits.or(queue).unify()
+    let users = warp::path!("v1" / "admin" / "users")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_state(state.clone()))
+        .and(request(&state))
+        .then(|query, state, req| guard(list_users(state, query, req)));
+    let jobs = warp::path!("v1" / "admin" / "jobs")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_state(state.clone()))
+        .and(request(&state))
+        .then(|query, state, req| guard(list_jobs(state, query, req)));
+    let retry = warp::path!("v1" / "admin" / "jobs" / String / "retry")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(request(&state))
+        .then(|id, state, req| guard(retry_job(state, id, req)));
+    credits
+        .or(queue)
+        .unify()
+        .or(users)
+        .unify()
+        .or(jobs)
+        .unify()
+        .or(retry)
+        .unify()
+}
+
+/// `GET /v1/admin/users?query=&limit=`: users whose email contains `query`, with credits.
+async fn list_users(state: State, query: HashMap<String, String>, req: Request) -> Response {
+    let result = async {
+        require_admin(&state, &req).await?;
+        let limit = page_limit(&query)?;
+        let text = query
+            .get("query")
+            .map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty());
+        if text.as_ref().is_some_and(|q| q.len() > 200) {
+            return Err(ApiError::bad_field("query", "at most 200 characters"));
+        }
+        let users = state
+            .db
+            .read(move |conn| accounts::search(conn, text.as_deref(), limit))
+            .await?;
+        let users: Vec<Value> = users
+            .iter()
+            .map(|(user, credits)| {
+                json!({"id": user.id, "email": user.email, "role": user.role,
+                       "created_at": rfc3339(user.created_at),
+                       "credits": credits_json(credits), "debt": credits.debt})
+            })
+            .collect();
+        Ok(json!({ "users": users }))
+    };
+    reply::result(result.await)
+}
+
+/// `GET /v1/admin/jobs?status=&type=&limit=&before=`: everyone's jobs, newest first.
+async fn list_jobs(state: State, query: HashMap<String, String>, req: Request) -> Response {
+    let result = async {
+        require_admin(&state, &req).await?;
+        job_page(&state, None, &query, true).await
+    };
+    reply::result(result.await)
+}
+
+/// `POST /v1/admin/jobs/{id}/retry`: the job's failed units run again as a new job of
+/// its owner (held and charged as usual); answers the new job's ack.
+async fn retry_job(state: State, id: String, req: Request) -> Response {
+    let result = async {
+        let admin = require_admin(&state, &req).await?;
+        let ack = state.ledger.retry_failed_units(id.clone()).await?;
+        if !ack.replayed {
+            tracing::info!(admin = %admin.email, job_id = %id, retry_job_id = %ack.job_id,
+                "admin retried a job's failed units");
+            state.metrics.ledger_movement("hold");
+            let _ = state.job_events.send(ack.job_id.clone());
+            let _ = state.supervisor.send_message(SupervisorMsg::Wake);
+        }
+        Ok(json!({"job_id": ack.job_id, "status": "processing", "retry_of": id}))
+    };
+    reply::result(result.await)
 }
 
 /// The signed-in user if an admin; 401 without a valid token, 403 otherwise.
@@ -119,11 +207,17 @@ async fn queue(state: State, req: Request) -> Response {
         let stats = state.db.read(jobs::queue_stats).await?;
         let now = now_ms();
         let mut providers = Map::new();
-        let local = &state.config.providers.local;
-        providers.insert(
-            "local".into(),
-            json!({"in_flight": 0, "concurrency": local.concurrency}),
-        );
+        for (name, provider) in &state.providers {
+            let concurrency = match state.config.providers.upstream(name) {
+                Some(upstream) => upstream.concurrency,
+                None => state.config.providers.local.concurrency as usize,
+            };
+            let mut entry = json!({"in_flight": 0, "concurrency": concurrency});
+            if let Some(metrics) = provider.metrics() {
+                entry["upstream"] = metrics.snapshot();
+            }
+            providers.insert(name.clone(), entry);
+        }
         for (name, running) in &stats.running_per_provider {
             let entry = providers
                 .entry(name.clone())

@@ -49,10 +49,14 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
         .and(warp::get())
         .and(with_state(state.clone()))
         .then(|id, state| guard(checkout_page(state, id)));
-    let pay = warp::path!("dev" / "checkout" / String / String)
+    let pay = warp::path!("dev" / "checkout" / String / "pay")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .then(|id, action, state| guard(checkout_action(state, id, action)));
+        .then(|id, state| guard(checkout_action(state, id, Action::Pay)));
+    let cancel = warp::path!("dev" / "checkout" / String / "cancel")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .then(|id, state| guard(checkout_action(state, id, Action::Cancel)));
     let dev_portal = warp::path!("dev" / "portal" / String)
         .and(warp::get())
         .and(with_state(state.clone()))
@@ -69,6 +73,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
         .or(page)
         .unify()
         .or(pay)
+        .unify()
+        .or(cancel)
         .unify()
         .or(dev_portal)
         .unify()
@@ -100,10 +106,36 @@ async fn portal(state: State, req: Request) -> Response {
 async fn webhook(state: State, req: Request) -> Response {
     let signature = req.header("stripe-signature").map(str::to_string);
     let result = state.billing.webhook(req.body.clone(), signature).await;
+    count_webhook(&state, &req.body, &result);
     if let Ok(Applied::AlreadyDone) = &result {
         tracing::info!("stripe event delivered again; nothing changed");
     }
     reply::result(result.map(|_| json!({"ok": true})))
+}
+
+/// `atelier_webhook_events_total{type, result}`. The type is read only from deliveries
+/// whose signature held, so nobody else can invent label values.
+fn count_webhook(state: &State, body: &[u8], result: &Result<Applied, ApiError>) {
+    let event_type = || {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["type"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let (kind, outcome) = match result {
+        Ok(applied) => (event_type(), applied.label()),
+        Err(err) => match err.code {
+            ErrorCode::STRIPE_SIGNATURE_INVALID => ("unverified".into(), "invalid_signature"),
+            ErrorCode::CONFLICT => (event_type(), "conflict"),
+            ErrorCode::BAD_REQUEST => ("unknown".into(), "malformed"),
+            _ => (event_type(), "failed"),
+        },
+    };
+    state
+        .metrics
+        .webhook_events
+        .with_label_values(&[kind.as_str(), outcome])
+        .inc();
 }
 
 /// `GET /v1/billing/transactions`: the caller's payments and refunds, newest first.
@@ -177,17 +209,19 @@ async fn checkout_page(state: State, id: String) -> Response {
     }
 }
 
+/// The simulated checkout page's buttons.
+enum Action {
+    Pay,
+    Cancel,
+}
+
 /// `POST /dev/checkout/<id>/pay` or `/cancel`: 303 to the success or cancel URL.
-async fn checkout_action(state: State, id: String, action: String) -> Response {
+async fn checkout_action(state: State, id: String, action: Action) -> Response {
     let result = async {
         simulated_only(&state)?;
-        match action.as_str() {
-            "pay" => state.billing.simulate_pay(&id).await,
-            "cancel" => state.billing.simulate_cancel(&id).await,
-            _ => Err(ApiError::with_message(
-                ErrorCode::NOT_FOUND,
-                "no such route",
-            )),
+        match action {
+            Action::Pay => state.billing.simulate_pay(&id).await,
+            Action::Cancel => state.billing.simulate_cancel(&id).await,
         }
     };
     match result.await {

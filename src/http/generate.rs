@@ -326,8 +326,29 @@ pub async fn submit_job(
     }
     job.client_job_id = key;
     job.request_hash = Some(request_hash(body));
-    let ack = state.ledger.create_job(job).await?;
+    let job_type = job.job_type.as_str();
+    let ack = match state.ledger.create_job(job).await {
+        Ok(ack) => ack,
+        Err(err) => {
+            if err.http_status() >= 500 {
+                let in_a_row = state.health.accept_failed();
+                tracing::error!(
+                    code = err.code.as_str(),
+                    in_a_row,
+                    "a job could not be accepted"
+                );
+            }
+            return Err(err);
+        }
+    };
+    state.health.accept_succeeded();
     if !ack.replayed {
+        state
+            .metrics
+            .jobs_created
+            .with_label_values(&[job_type])
+            .inc();
+        state.metrics.ledger_movement("hold");
         let _ = state.job_events.send(ack.job_id.clone());
         let _ = state.supervisor.send_message(SupervisorMsg::Wake);
     }

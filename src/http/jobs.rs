@@ -65,39 +65,59 @@ async fn owned_job(
 async fn list_jobs(state: State, query: HashMap<String, String>, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
-        let limit = page_limit(&query)?;
-        let job_type = query.get("type").cloned();
-        let status = query.get("status").cloned();
-        let before = query.get("before").cloned();
-        let list = state
-            .db
-            .read(move |conn| {
-                let jobs = jobs::list_jobs(
-                    conn,
-                    Some(&user.id),
-                    job_type.as_deref(),
-                    status.as_deref(),
-                    limit,
-                    before.as_deref(),
-                )?;
-                // Processing jobs are re-read with their live progress snapshot.
-                let mut page = Vec::with_capacity(jobs.len());
-                for job in jobs {
-                    if job.status == "processing" {
-                        page.extend(read_job(conn, &job.id)?);
-                    } else {
-                        let counts = jobs::unit_counts(conn, &job.id)?;
-                        page.push((job, counts));
-                    }
-                }
-                Ok(page)
-            })
-            .await?;
-        let next = next_cursor(list.len(), limit, list.last().map(|(j, _)| &j.id));
-        let jobs: Vec<Value> = list.iter().map(|(j, c)| job_json(j, c)).collect();
-        Ok(json!({"jobs": jobs, "next": next}))
+        job_page(&state, Some(user.id), &query, false).await
     };
     reply::result(result.await)
+}
+
+/// `{jobs, next}`: one page of jobs (of `user_id`, or everyone's) filtered by the query's
+/// `type` and `status`, after its `before` cursor, processing jobs with live progress;
+/// `with_owner` adds each job's `user_id` (admin views).
+pub(super) async fn job_page(
+    state: &State,
+    user_id: Option<String>,
+    query: &HashMap<String, String>,
+    with_owner: bool,
+) -> Result<Value, ApiError> {
+    let limit = page_limit(query)?;
+    let job_type = query.get("type").cloned();
+    let status = query.get("status").cloned();
+    let before = query.get("before").cloned();
+    let page = state
+        .db
+        .read(move |conn| {
+            let jobs = jobs::list_jobs(
+                conn,
+                user_id.as_deref(),
+                job_type.as_deref(),
+                status.as_deref(),
+                limit,
+                before.as_deref(),
+            )?;
+            let mut page = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                if job.status == "processing" {
+                    page.extend(read_job(conn, &job.id)?);
+                } else {
+                    let counts = jobs::unit_counts(conn, &job.id)?;
+                    page.push((job, counts));
+                }
+            }
+            Ok(page)
+        })
+        .await?;
+    let next = next_cursor(page.len(), limit, page.last().map(|(j, _)| &j.id));
+    let jobs: Vec<Value> = page
+        .iter()
+        .map(|(job, counts)| {
+            let mut value = job_json(job, counts);
+            if with_owner {
+                value["user_id"] = json!(job.user_id);
+            }
+            value
+        })
+        .collect();
+    Ok(json!({"jobs": jobs, "next": next}))
 }
 
 /// `GET /v1/jobs/{id}/events`: the job now (unless `Last-Event-ID` says the client has

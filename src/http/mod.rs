@@ -8,6 +8,7 @@ mod billing;
 mod extract;
 mod generate;
 mod jobs;
+mod openapi;
 mod ops;
 mod paging;
 mod prompts;
@@ -58,7 +59,9 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         .with(cors(&state.config.server.cors_origins))
         .recover(recover_rejection)
         .map(Reply::into_response);
-    request_context().and(app).map(finish)
+    request_context()
+        .and(app)
+        .map(move |ctx, response| finish(&state, ctx, response))
 }
 
 /// Injects the shared state.
@@ -177,6 +180,8 @@ struct RequestContext {
     method: Method,
     path: String,
     started: Instant,
+    /// The bearer token, read only to name the user in the log line.
+    bearer: Option<String>,
 }
 
 fn request_context() -> impl Filter<Extract = (RequestContext,), Error = Infallible> + Clone {
@@ -185,14 +190,22 @@ fn request_context() -> impl Filter<Extract = (RequestContext,), Error = Infalli
         .unify()
         .and(warp::method())
         .and(warp::path::full())
+        .and(
+            warp::header::optional::<String>("authorization")
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
         .map(
-            |id: Option<String>, method, path: warp::path::FullPath| RequestContext {
-                id: id
-                    .filter(|id| valid_request_id(id))
-                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-                method,
-                path: path.as_str().to_string(),
-                started: Instant::now(),
+            |id: Option<String>, method, path: warp::path::FullPath, auth: Option<String>| {
+                RequestContext {
+                    id: id
+                        .filter(|id| valid_request_id(id))
+                        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+                    method,
+                    path: path.as_str().to_string(),
+                    started: Instant::now(),
+                    bearer: auth.and_then(|h| h.strip_prefix("Bearer ").map(str::to_string)),
+                }
             },
         )
 }
@@ -205,8 +218,9 @@ fn valid_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// Adds `x-request-id`, answers GoTrue-shaped errors under `/auth/v1`, writes the log line.
-fn finish(ctx: RequestContext, mut response: Response) -> Response {
+/// Adds `x-request-id`, answers GoTrue-shaped errors under `/auth/v1`, counts the
+/// request and writes its log line (with the user, never the token).
+fn finish(state: &State, ctx: RequestContext, mut response: Response) -> Response {
     if ctx.path.starts_with("/auth/v1") {
         response = auth::gotrue_shape(response);
     }
@@ -214,16 +228,34 @@ fn finish(ctx: RequestContext, mut response: Response) -> Response {
         response.headers_mut().insert("x-request-id", value);
     }
     let status = response.status().as_u16();
-    let latency_ms = (ctx.started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+    let elapsed = ctx.started.elapsed();
+    let route = crate::ops::metrics::route_label(&ctx.path);
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), ctx.method.as_str(), &status.to_string()])
+        .inc();
+    state
+        .metrics
+        .http_latency
+        .with_label_values(&[route.as_str()])
+        .observe(elapsed.as_secs_f64());
+    let latency_ms = (elapsed.as_secs_f64() * 100_000.0).round() / 100.0;
+    let user_id = ctx
+        .bearer
+        .as_deref()
+        .and_then(|token| state.auth.keys().verify(token).ok())
+        .map(|claims| claims.sub)
+        .unwrap_or_default();
     let info = response.extensions().get::<ErrorInfo>();
     let code = info.map(|i| i.code.as_str()).unwrap_or("");
     let cause = info.and_then(|i| i.cause.as_deref()).unwrap_or("");
     if status >= 500 {
-        tracing::error!(request_id = %ctx.id, method = %ctx.method, path = %ctx.path, status,
-            latency_ms, code, cause, "request failed");
+        tracing::error!(request_id = %ctx.id, method = %ctx.method, path = %ctx.path, route,
+            status, latency_ms, user_id, code, cause, "request failed");
     } else {
-        tracing::info!(request_id = %ctx.id, method = %ctx.method, path = %ctx.path, status,
-            latency_ms, code, "request");
+        tracing::info!(request_id = %ctx.id, method = %ctx.method, path = %ctx.path, route,
+            status, latency_ms, user_id, code, "request");
     }
     response
 }

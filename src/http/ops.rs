@@ -1,11 +1,14 @@
-//! Health, readiness and the public configuration.
+//! Health, readiness (with the queue alarms), metrics, the OpenAPI document and the
+//! public configuration.
 
 use serde_json::json;
+use warp::http::header::CONTENT_TYPE;
 use warp::reply::Response;
 use warp::Filter;
 
 use super::{guard, reply, request, with_state, State};
-use crate::domain::ApiError;
+use crate::domain::{ApiError, ErrorCode};
+use crate::ops::alarm;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let healthz = warp::path!("healthz")
@@ -22,24 +25,83 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
         .and(with_state(state.clone()))
         .and(request(&state))
         .then(|state, _| guard(public_config(state)));
-    healthz.or(readyz).unify().or(public_config).unify()
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(request(&state))
+        .then(|state, req| guard(metrics(state, req)));
+    let openapi = warp::path!("openapi.json")
+        .and(warp::get())
+        .and(request(&state))
+        .then(|_| guard(async { reply::ok(&super::openapi::document()) }));
+    healthz
+        .or(readyz)
+        .unify()
+        .or(public_config)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(openapi)
+        .unify()
 }
 
-/// `GET /readyz`: the database takes a write.
+/// `GET /readyz`: the database takes a write and no queue alarm is raised; otherwise 503
+/// with the reasons in `details`.
 async fn readyz(state: State) -> Response {
     let db = state.db.clone();
     let writable = tokio::task::spawn_blocking(move || db.heartbeat())
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
-    match writable {
-        Ok(()) => reply::ok(&json!({"status": "ready"})),
-        Err(why) => reply::error(
+    if let Err(why) = writable {
+        return reply::error(
             &ApiError::internal()
                 .status(503)
                 .details(json!({"reason": "database not writable"}))
                 .cause(why),
+        );
+    }
+    match alarm::check(&state).await {
+        Ok(report) if report.alarms.is_empty() => {
+            reply::ok(&json!({"status": "ready", "queue": report.details()}))
+        }
+        Ok(report) => reply::error(
+            &ApiError::with_message(ErrorCode::INTERNAL_ERROR, report.alarms.join("; "))
+                .status(503)
+                .details(json!({"reason": "queue alarm", "queue": report.details()})),
         ),
+        Err(why) => reply::error(
+            &ApiError::internal()
+                .status(503)
+                .details(json!({"reason": "queue not readable"}))
+                .cause(why),
+        ),
+    }
+}
+
+/// `GET /metrics`: the Prometheus text exposition (gauges refreshed from the database).
+async fn metrics(state: State, req: super::Request) -> Response {
+    if let Some(token) = &state.config.server.metrics_token {
+        if req.bearer() != Some(token.as_str()) {
+            return reply::error(&ApiError::with_message(
+                ErrorCode::UNAUTHORIZED,
+                "metrics need the configured bearer token",
+            ));
+        }
+    }
+    if let Err(why) = alarm::check(&state).await {
+        tracing::warn!(error = %why, "metrics: the queue gauges are stale");
+    }
+    match state.metrics.render() {
+        Ok(text) => {
+            let mut response = Response::new(text.into());
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        Err(why) => reply::error(&ApiError::internal().cause(why)),
     }
 }
 

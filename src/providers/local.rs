@@ -5,21 +5,14 @@
 use std::io::Cursor;
 use std::time::Duration;
 
-use base64::Engine;
 use image::{imageops, DynamicImage, ImageFormat, Rgba, RgbaImage};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::images::ImageSource;
 use super::{Provider, ProviderError, TextPurpose, TextRequest, TextSink, UnitRequest};
 use crate::domain::jobs::{output_dimensions, JobType, UnitOutcome};
 use crate::domain::ErrorCode;
-use crate::fetch::Fetcher;
-use crate::storage::LocalStorage;
-
-/// Largest decoded input image side, to keep a decompression bomb out.
-const MAX_INPUT_SIDE: u32 = 8192;
-/// Largest decoded input image area (40 megapixels).
-const MAX_INPUT_PIXELS: u64 = 40_000_000;
 
 /// `[providers.local]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,18 +60,13 @@ impl Default for LocalConfig {
 /// The offline provider.
 pub struct LocalProvider {
     config: LocalConfig,
-    storage: LocalStorage,
-    fetcher: Fetcher,
+    images: ImageSource,
 }
 
 impl LocalProvider {
-    /// The provider; remote image URLs are read through `fetcher` (the SSRF guard).
-    pub fn new(config: LocalConfig, storage: LocalStorage, fetcher: Fetcher) -> Self {
-        LocalProvider {
-            config,
-            storage,
-            fetcher,
-        }
+    /// The provider; it reads inputs from and stores outputs through `images`.
+    pub fn new(config: LocalConfig, images: ImageSource) -> Self {
+        LocalProvider { config, images }
     }
 
     fn failure(&self, message: String) -> UnitOutcome {
@@ -86,6 +74,7 @@ impl LocalProvider {
             UnitOutcome::Permanent {
                 code: ErrorCode::UPSTREAM_ERROR,
                 message,
+                details: None,
             }
         } else {
             UnitOutcome::Retryable {
@@ -123,6 +112,7 @@ impl LocalProvider {
             return UnitOutcome::Permanent {
                 code: ErrorCode::MODEL_RATIO_UNSUPPORTED,
                 message: format!("cannot make a {size} image at {ratio}"),
+                details: None,
             };
         };
         if self.config.tiny_output {
@@ -144,10 +134,12 @@ impl LocalProvider {
             return UnitOutcome::Permanent {
                 code: ErrorCode::UPSTREAM_ERROR,
                 message: format!("png encoding failed: {e}"),
+                details: None,
             };
         }
         let key = format!("{}/{}-{}.png", unit.job_id, unit.unit_index, unit.attempt);
-        if let Err(e) = self.storage.put("generated", &key, &png) {
+        let storage = self.images.storage();
+        if let Err(e) = storage.put("generated", &key, &png, "image/png") {
             return UnitOutcome::Retryable {
                 code: ErrorCode::UPSTREAM_ERROR,
                 message: format!("could not store the image: {e}"),
@@ -156,7 +148,7 @@ impl LocalProvider {
         }
         UnitOutcome::Success {
             result: json!({
-                "url": self.storage.url_for("generated", &key),
+                "url": storage.url_for("generated", &key),
                 "width": width,
                 "height": height,
                 "bytes": png.len(),
@@ -164,51 +156,22 @@ impl LocalProvider {
         }
     }
 
-    /// Reads an input image from a data URI or a storage reference (no network here).
+    /// Reads and decodes an input image (size-checked before decoding).
     fn load_image(&self, reference: &str) -> Result<DynamicImage, Box<UnitOutcome>> {
-        let missing = |reason: String| {
-            Box::new(UnitOutcome::Permanent {
-                code: ErrorCode::IMAGE_INPUT_SOURCE_MISSING,
-                message: format!("the input image could not be read: {reason}"),
-            })
-        };
-        let bytes = if let Some(data) = reference.strip_prefix("data:") {
-            let (_, b64) = data
-                .split_once(";base64,")
-                .ok_or_else(|| missing("not a base64 data URI".into()))?;
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|e| missing(format!("bad base64: {e}")))?
-        } else if let Some((bucket, key)) = LocalStorage::parse_reference(reference) {
-            self.storage
-                .get(&bucket, &key)
-                .map_err(|e| missing(e.to_string()))?
-        } else if reference.starts_with("http://") || reference.starts_with("https://") {
-            self.fetcher
-                .fetch_image(reference)
-                .map_err(|e| missing(format!("{e} (reason: {})", e.reason())))?
-                .bytes
-        } else {
-            return Err(missing("not a URL, data URI or stored object".into()));
-        };
-        let reader = image::ImageReader::new(Cursor::new(&bytes))
-            .with_guessed_format()
-            .map_err(|e| missing(e.to_string()))?;
-        let (w, h) = reader
-            .into_dimensions()
-            .map_err(|e| missing(format!("not a png or jpeg image: {e}")))?;
-        if w > MAX_INPUT_SIDE
-            || h > MAX_INPUT_SIDE
-            || u64::from(w) * u64::from(h) > MAX_INPUT_PIXELS
-        {
-            return Err(Box::new(UnitOutcome::Permanent {
-                code: ErrorCode::IMAGE_INPUT_TOO_LARGE,
-                message: format!(
-                    "input image is {w}×{h}; the limit is {MAX_INPUT_SIDE} px per side and 40 MP"
-                ),
-            }));
-        }
-        image::load_from_memory(&bytes).map_err(|e| missing(e.to_string()))
+        let input = self
+            .images
+            .load(reference)
+            .map_err(|e| Box::new(e.into_outcome()))?;
+        image::load_from_memory(&input.bytes).map_err(|e| {
+            Box::new(
+                ProviderError::permanent(
+                    ErrorCode::IMAGE_INPUT_SOURCE_MISSING,
+                    format!("the input image could not be read: {e}"),
+                )
+                .with_reason("not_an_image")
+                .into_outcome(),
+            )
+        })
     }
 }
 
@@ -288,6 +251,7 @@ impl Provider for LocalProvider {
             JobType::Analysis => UnitOutcome::Permanent {
                 code: ErrorCode::ANALYSIS_FAILED,
                 message: "analysis units are text work".into(),
+                details: None,
             },
             JobType::ImageGen | JobType::StyleReplicate => self.image(unit),
         }
@@ -333,12 +297,10 @@ impl Provider for LocalProvider {
         };
         for (i, chunk) in chunks.iter().enumerate() {
             if self.config.stream_fail_after_chunks == Some(i as u32) {
-                return Err(ProviderError {
-                    code: ErrorCode::UPSTREAM_ERROR,
-                    message: format!("simulated stream failure after {i} chunks"),
-                    retryable: true,
-                    retry_after_ms: None,
-                });
+                return Err(ProviderError::retryable(
+                    ErrorCode::UPSTREAM_ERROR,
+                    format!("simulated stream failure after {i} chunks"),
+                ));
             }
             if i > 0 && !self.wait(sink) {
                 return Ok(());

@@ -1,7 +1,13 @@
 //! Upstream providers. Each does one unit of work at a time on a blocking thread; the
 //! `GeneratorActor` in front of it adds the concurrency limit and the timeout.
 
+pub mod ark;
+pub mod gemini;
+pub mod images;
 pub mod local;
+pub mod openrouter;
+pub mod sse;
+pub mod upstream;
 
 use serde_json::Value;
 
@@ -39,6 +45,16 @@ pub enum TextPurpose {
     StyleDimensions,
 }
 
+impl TextPurpose {
+    /// Whether the answer must be one JSON object.
+    pub fn wants_json(self) -> bool {
+        matches!(
+            self,
+            TextPurpose::ProductAnalysis | TextPurpose::RepairJson | TextPurpose::StyleDimensions
+        )
+    }
+}
+
 /// A text (chat) call: instructions, the user's message, images to look at.
 #[derive(Debug, Clone)]
 pub struct TextRequest {
@@ -61,6 +77,8 @@ pub struct ProviderError {
     /// 429, 5xx, timeouts, connection errors.
     pub retryable: bool,
     pub retry_after_ms: Option<u64>,
+    /// Structured detail for the unit's error (`{"reason": …}`).
+    pub details: Option<Value>,
 }
 
 impl ProviderError {
@@ -71,7 +89,22 @@ impl ProviderError {
             message: message.into(),
             retryable: false,
             retry_after_ms: None,
+            details: None,
         }
+    }
+
+    /// A failure worth another attempt.
+    pub fn retryable(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProviderError {
+            retryable: true,
+            ..ProviderError::permanent(code, message)
+        }
+    }
+
+    /// Adds `details.reason`: a short machine-readable why.
+    pub fn with_reason(mut self, reason: &str) -> Self {
+        self.details = Some(serde_json::json!({ "reason": reason }));
+        self
     }
 
     /// The unit outcome this failure means.
@@ -86,6 +119,7 @@ impl ProviderError {
             UnitOutcome::Permanent {
                 code: self.code,
                 message: self.message,
+                details: self.details,
             }
         }
     }
@@ -104,6 +138,10 @@ pub trait TextSink {
 pub trait Provider: Send + Sync + 'static {
     /// The provider's name in the catalog (`local`, `openrouter`, …).
     fn name(&self) -> &str;
+    /// Requests, errors and latency of the upstream (none for `local`).
+    fn metrics(&self) -> Option<std::sync::Arc<upstream::ProviderMetrics>> {
+        None
+    }
     /// Makes one image and says how it went.
     fn run_unit(&self, unit: &UnitRequest) -> UnitOutcome;
     /// Writes text, handing it to `sink` piece by piece as the upstream streams it.
@@ -112,6 +150,52 @@ pub trait Provider: Send + Sync + 'static {
         request: &TextRequest,
         sink: &mut dyn TextSink,
     ) -> Result<(), ProviderError>;
+}
+
+/// The text an image model gets for a unit: its prompt, then the seller's style
+/// constraint and text edits when there are any.
+pub fn image_prompt(input: &Value) -> String {
+    let mut prompt = input["prompt"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if let Some(style) = input["style_constraint"]["prompt"].as_str() {
+        prompt.push_str(&format!("\nStyle: {}", style.trim()));
+    }
+    if let Some(edits) = input["text_edits"].as_object().filter(|e| !e.is_empty()) {
+        prompt.push_str(&format!(
+            "\nText on the image: {}",
+            Value::Object(edits.clone())
+        ));
+    }
+    prompt
+}
+
+/// A refusal by the provider's safety filter: permanent, with a message a seller can act on.
+pub fn safety_block(provider: &str, why: &str) -> ProviderError {
+    ProviderError::permanent(
+        ErrorCode::UPSTREAM_ERROR,
+        format!("content rejected by {provider}'s safety filter: {why}"),
+    )
+    .with_reason("content_rejected")
+}
+
+/// A successful answer without an image: worth one more attempt, then a failure.
+pub fn no_image(provider: &str, attempt: i64, said: &str) -> ProviderError {
+    let message = if said.trim().is_empty() {
+        format!("{provider} returned no image")
+    } else {
+        format!(
+            "{provider} returned no image; it said: {}",
+            upstream::clip(said, 200)
+        )
+    };
+    if attempt >= 2 {
+        ProviderError::permanent(ErrorCode::UPSTREAM_ERROR, message).with_reason("no_image")
+    } else {
+        ProviderError::retryable(ErrorCode::UPSTREAM_ERROR, message)
+    }
 }
 
 /// Collects a whole text answer.

@@ -26,6 +26,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.server.bind = "127.0.0.1:0".into();
     config.data.dir = dir.to_path_buf();
     config.log.level = "warn".into();
+    // Tests stop servers with units still running; waiting for them is tested on its own.
+    config.queue.shutdown_grace_secs = 0;
     config
 }
 
@@ -148,6 +150,14 @@ impl TestApp {
         if let Some(running) = self.running.take() {
             running.stop().await;
         }
+    }
+
+    /// Stops the server and hands over its data dir (to restart on it or inspect it).
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        self._dir
     }
 }
 
@@ -311,8 +321,13 @@ impl TestApp {
         json_with_status(res, 200).await;
     }
 
-    /// Downloads a result image and returns its decoded `(width, height)`.
+    /// Downloads a result PNG and returns its decoded `(width, height)`.
     pub async fn image_size(&self, url: &str) -> (u32, u32) {
+        self.image_size_as(url, "image/png").await
+    }
+
+    /// Downloads a result image served as `content_type`; returns its decoded size.
+    pub async fn image_size_as(&self, url: &str, content_type: &str) -> (u32, u32) {
         let url = if url.starts_with("http") {
             url.to_string()
         } else {
@@ -320,8 +335,73 @@ impl TestApp {
         };
         let res = self.client.get(url).send().await.expect("request");
         assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["content-type"], "image/png");
-        let img = image::load_from_memory(&res.bytes().await.expect("bytes")).expect("a PNG");
+        assert_eq!(res.headers()["content-type"], content_type);
+        let bytes = res.bytes().await.expect("bytes");
+        let img = image::load_from_memory(&bytes).expect("an image");
         (img.width(), img.height())
     }
+}
+
+// ---- Fake upstreams (providers_*.rs) ----
+
+pub mod fake_ark;
+pub mod fake_gemini;
+pub mod fake_http;
+pub mod fake_openrouter;
+
+impl TestApp {
+    /// Starts a job with `function` and waits for its end.
+    pub async fn run_job(&self, token: &str, function: &str, body: &Value) -> Value {
+        let id = self.start_job(function, token, body).await;
+        self.wait_job(token, &id).await
+    }
+
+    /// The kinds of the caller's ledger rows for `job_id`, oldest first.
+    pub async fn ledger_kinds(&self, token: &str, job_id: &str) -> Vec<String> {
+        let ledger =
+            json_with_status(self.get("/v1/ledger?limit=100", Some(token)).await, 200).await;
+        let mut kinds: Vec<String> = ledger["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter(|e| e["job_id"] == job_id)
+            .map(|e| e["kind"].as_str().expect("kind").to_string())
+            .collect();
+        kinds.reverse();
+        kinds
+    }
+}
+
+/// Asserts a provider test's job failed with `code` after `calls` upstream calls (the
+/// fake saw `seen`), charged nothing and gave its whole hold back (1000 credits again).
+pub async fn assert_failed_and_released(
+    app: &TestApp,
+    user: &TestUser,
+    job: &Value,
+    code: &str,
+    (seen, calls): (usize, usize),
+) {
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_code"], code, "{job}");
+    assert_eq!(job["cost_amount"], 0, "{job}");
+    assert_eq!(seen, calls, "upstream calls: {job}");
+    let kinds = app
+        .ledger_kinds(&user.access_token, job["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(kinds, ["hold", "release"], "{job}");
+    assert_eq!(app.credits(&user.access_token).await["available"], 1000);
+}
+
+/// The error of a job's first unit.
+pub fn first_unit_error(job: &Value) -> &Value {
+    &job["result_data"]["units"][0]["error"]
+}
+
+/// Quick retries for provider tests: `attempts` attempts, 50 ms base backoff, and a
+/// signup bonus large enough for real model prices.
+pub fn provider_test_config(config: &mut Config, attempts: u32) {
+    config.queue.max_attempts = attempts;
+    config.queue.backoff_base_ms = 50;
+    config.auth.signup_bonus_credits = 1000;
+    unlimited(config);
 }

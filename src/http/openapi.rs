@@ -1,0 +1,503 @@
+//! `GET /openapi.json`: an OpenAPI 3.1 description of every route. `tests/openapi.rs`
+//! checks it against the route definitions in `src/http/` (both ways) and probes every
+//! documented operation on a running server.
+
+use serde_json::{json, Map, Value};
+
+/// How an operation authenticates.
+#[derive(Clone, Copy)]
+enum Auth {
+    None,
+    Bearer,
+    Admin,
+}
+
+/// One documented operation.
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    auth: Auth,
+    body: Option<Value>,
+    answer: Value,
+}
+
+fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str) -> Op {
+    Op {
+        method,
+        path,
+        tag,
+        summary,
+        auth: Auth::Bearer,
+        body: None,
+        answer: json!({"type": "object"}),
+    }
+}
+
+impl Op {
+    fn public(mut self) -> Op {
+        self.auth = Auth::None;
+        self
+    }
+    fn admin(mut self) -> Op {
+        self.auth = Auth::Admin;
+        self
+    }
+    fn body(mut self, schema: Value) -> Op {
+        self.body = Some(schema);
+        self
+    }
+    fn answers(mut self, schema: Value) -> Op {
+        self.answer = schema;
+        self
+    }
+}
+
+/// An object schema with these properties and required names.
+fn object(props: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": props, "required": required})
+}
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// The fields every job-creating call accepts.
+fn job_fields(mut props: Value) -> Value {
+    for (name, schema) in [
+        ("client_job_id", json!({"type": "string", "maxLength": 128})),
+        ("trace_id", json!({"type": "string", "format": "uuid"})),
+        ("fe_attempt", json!({"type": "integer"})),
+        ("metadata", json!({"type": "object"})),
+        ("styleConstraint", reference("StyleConstraint")),
+        ("promptProfile", json!({"enum": ["default", "ta-pro"]})),
+    ] {
+        props[name] = schema;
+    }
+    props
+}
+
+fn operations() -> Vec<Op> {
+    let image = || reference("ImageReference");
+    let job_ack = reference("JobAck");
+    vec![
+        op("get", "/healthz", "operations", "Liveness").public(),
+        op(
+            "get",
+            "/readyz",
+            "operations",
+            "Readiness: database writable, no queue alarm",
+        )
+        .public(),
+        op(
+            "get",
+            "/metrics",
+            "operations",
+            "Prometheus metrics (text format)",
+        )
+        .public()
+        .answers(string()),
+        op("get", "/openapi.json", "operations", "This document").public(),
+        op(
+            "get",
+            "/functions/v1/get-public-config",
+            "catalog",
+            "Models, limits, billing mode",
+        )
+        .public(),
+        op(
+            "post",
+            "/functions/v1/get-public-config",
+            "catalog",
+            "Same as GET",
+        )
+        .public(),
+        op(
+            "post",
+            "/auth/v1/signup",
+            "auth",
+            "Create an account; returns a session",
+        )
+        .public()
+        .body(object(
+            json!({"email": string(), "password": {"type": "string", "minLength": 8},
+                       "data": {"type": "object"}}),
+            &["email", "password"],
+        ))
+        .answers(reference("Session")),
+        op(
+            "post",
+            "/auth/v1/token",
+            "auth",
+            "grant_type=password or refresh_token",
+        )
+        .public()
+        .body(json!({"type": "object", "properties": {
+                "email": string(), "password": string(), "refresh_token": string()}}))
+        .answers(reference("Session")),
+        op("get", "/auth/v1/user", "auth", "The signed-in user"),
+        op(
+            "post",
+            "/auth/v1/logout",
+            "auth",
+            "End the session (scope global|local|others)",
+        ),
+        op("get", "/v1/me", "account", "Profile and credits"),
+        op(
+            "get",
+            "/v1/packages",
+            "account",
+            "Credit packs and subscriptions on sale",
+        )
+        .public(),
+        op(
+            "get",
+            "/v1/ledger",
+            "account",
+            "Own credit movements, newest first",
+        ),
+        op(
+            "get",
+            "/v1/jobs",
+            "jobs",
+            "Own jobs (type, status, limit, before)",
+        ),
+        op("get", "/v1/jobs/{id}", "jobs", "One job").answers(reference("Job")),
+        op(
+            "get",
+            "/v1/jobs/{id}/events",
+            "jobs",
+            "Live job snapshots (Server-Sent Events)",
+        )
+        .answers(string()),
+        op(
+            "post",
+            "/v1/jobs/{id}/cancel",
+            "jobs",
+            "Cancel queued units, release their holds",
+        ),
+        op(
+            "post",
+            "/functions/v1/generate-image",
+            "generation",
+            "IMAGE_GEN job",
+        )
+        .body(object(
+            job_fields(json!({"model": string(), "prompt": string(),
+                    "productImage": image(), "productImages": {"type": "array", "items": image()},
+                    "imageCount": {"type": "integer", "minimum": 1, "maximum": 9},
+                    "aspectRatio": string(), "imageSize": {"enum": ["1K", "2K", "4K"]},
+                    "turboEnabled": {"type": "boolean"}, "workflowMode": string(),
+                    "textEdits": {"type": "object"}})),
+            &["model", "prompt"],
+        ))
+        .answers(job_ack.clone()),
+        op(
+            "post",
+            "/functions/v1/analyze-product-v2",
+            "generation",
+            "ANALYSIS job (free)",
+        )
+        .body(object(
+            job_fields(json!({"productImage": image(),
+                    "productImages": {"type": "array", "items": image()},
+                    "requirements": {"type": "string", "maxLength": 300},
+                    "imageCount": {"type": "integer", "minimum": 1},
+                    "outputLanguage": string(), "whiteBackground": {"type": "boolean"}})),
+            &["productImage"],
+        ))
+        .answers(job_ack.clone()),
+        op(
+            "post",
+            "/functions/v1/analyze-single",
+            "generation",
+            "STYLE_REPLICATE job",
+        )
+        .body(object(
+            job_fields(json!({"mode": {"enum": ["single", "batch", "refinement"]},
+                    "model": string(), "referenceImage": image(),
+                    "referenceImages": {"type": "array", "items": image(), "maxItems": 12},
+                    "productImage": image(),
+                    "productImages": {"type": "array", "items": image(), "maxItems": 50},
+                    "groupCount": {"type": "integer", "minimum": 1, "maximum": 9},
+                    "imageCount": {"type": "integer"}, "aspectRatio": string(),
+                    "imageSize": string(), "userPrompt": {"type": "string", "maxLength": 300},
+                    "backgroundMode": {"enum": ["white", "original"]},
+                    "turboEnabled": {"type": "boolean"}})),
+            &[],
+        ))
+        .answers(job_ack),
+        op(
+            "post",
+            "/functions/v1/generate-prompts-v2",
+            "generation",
+            "Image prompts, streamed (SSE)",
+        )
+        .body(object(
+            json!({"analysisJson": {"type": ["object", "string"]},
+                       "imageCount": {"type": "integer", "minimum": 1, "maximum": 15},
+                       "module": {"enum": ["genesis", "default", "clothing", "ecom-detail"]},
+                       "outputLanguage": string(), "stream": {"type": "boolean"}}),
+            &["analysisJson"],
+        ))
+        .answers(string()),
+        op(
+            "post",
+            "/functions/v1/analyze-style-dimensions",
+            "generation",
+            "Style selections, answered at once",
+        )
+        .body(json!({"type": "object", "properties": {
+                "contextText": string(), "analysisJson": {"type": ["object", "string"]},
+                "module": string(), "uiLanguage": string()}})),
+        op(
+            "post",
+            "/functions/v1/process-generation-job",
+            "generation",
+            "Compatibility nudge",
+        )
+        .body(object(json!({"job_id": string()}), &["job_id"])),
+        op(
+            "post",
+            "/functions/v1/get-oss-sts",
+            "files",
+            "A signed single-object upload URL",
+        )
+        .body(object(
+            json!({"bucket": {"enum": ["temp", "uploads"]}, "prefix": string(),
+                       "filename": string(), "contentType": string()}),
+            &["prefix"],
+        )),
+        op(
+            "put",
+            "/storage/v1/object/upload/{bucket}/{key}",
+            "files",
+            "Upload the bytes (signed URL)",
+        )
+        .public()
+        .answers(object(
+            json!({"key": string(), "url": string()}),
+            &["key", "url"],
+        )),
+        op(
+            "get",
+            "/storage/v1/object/public/{bucket}/{key}",
+            "files",
+            "A stored image (Range, ETag)",
+        )
+        .public()
+        .answers(json!({"type": "string", "format": "binary"})),
+        op(
+            "head",
+            "/storage/v1/object/public/{bucket}/{key}",
+            "files",
+            "A stored image's headers",
+        )
+        .public(),
+        op(
+            "post",
+            "/v1/admin/credits",
+            "admin",
+            "Grant or deduct credits (idempotent)",
+        )
+        .admin()
+        .body(object(
+            json!({"user_id": string(), "amount": {"type": "integer"}, "reason": string(),
+                       "idempotency_key": string()}),
+            &["user_id", "amount", "reason"],
+        )),
+        op(
+            "get",
+            "/v1/admin/queue",
+            "admin",
+            "Queue depth, running units, providers",
+        )
+        .admin(),
+        op(
+            "get",
+            "/v1/admin/users",
+            "admin",
+            "Users by email (query, limit) with credits",
+        )
+        .admin(),
+        op(
+            "get",
+            "/v1/admin/jobs",
+            "admin",
+            "Everyone's jobs (status, type, limit, before)",
+        )
+        .admin(),
+        op(
+            "post",
+            "/v1/admin/jobs/{id}/retry",
+            "admin",
+            "Run a finished job's failed units again as a new job",
+        )
+        .admin()
+        .answers(reference("JobAck")),
+        op(
+            "post",
+            "/functions/v1/create-credit-checkout",
+            "billing",
+            "Checkout session for a subscription",
+        )
+        .body(object(
+            json!({"packageId": {"type": "string", "format": "uuid"},
+                "returnTo": {"type": "string", "default": "/pricing"},
+                "currency": {"enum": ["usd", "cny", "hkd"], "default": "usd"}}),
+            &["packageId"],
+        ))
+        .answers(reference("CheckoutSession")),
+        op(
+            "post",
+            "/functions/v1/create-onetime-checkout",
+            "billing",
+            "Checkout session for a credit pack",
+        )
+        .body(object(
+            json!({"packageId": {"type": "string", "format": "uuid"},
+                "returnTo": {"type": "string", "default": "/pricing"},
+                "currency": {"enum": ["usd", "cny", "hkd"], "default": "usd"}}),
+            &["packageId"],
+        ))
+        .answers(reference("CheckoutSession")),
+        op(
+            "post",
+            "/functions/v1/create-portal-session",
+            "billing",
+            "Stripe customer portal session",
+        )
+        .answers(object(json!({"url": string()}), &["url"])),
+        op(
+            "post",
+            "/functions/v1/stripe-webhook",
+            "billing",
+            "Stripe events, verified by Stripe-Signature, applied exactly once",
+        )
+        .public()
+        .answers(object(json!({"ok": {"const": true}}), &["ok"])),
+        op(
+            "get",
+            "/v1/billing/transactions",
+            "billing",
+            "Own payments and refunds, newest first (limit, before)",
+        ),
+        op(
+            "get",
+            "/dev/checkout/{id}",
+            "billing",
+            "Simulated checkout page (HTML; simulated mode only)",
+        )
+        .public()
+        .answers(string()),
+        op(
+            "post",
+            "/dev/checkout/{id}/pay",
+            "billing",
+            "Simulated payment: a signed checkout.session.completed, then 303 to the success URL",
+        )
+        .public(),
+        op(
+            "post",
+            "/dev/checkout/{id}/cancel",
+            "billing",
+            "Simulated cancel: 303 to the cancel URL",
+        )
+        .public(),
+        op(
+            "get",
+            "/dev/portal/{customer}",
+            "billing",
+            "Simulated customer portal (HTML; simulated mode only)",
+        )
+        .public()
+        .answers(string()),
+    ]
+}
+
+fn components() -> Value {
+    json!({
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "schemas": {
+            "ErrorEnvelope": object(json!({"error": object(json!({
+                "code": string(), "message": string(), "details": {}}), &["code", "message"])}),
+                &["error"]),
+            "ImageReference": {"type": "string",
+                "description": "An http(s) URL (fetched through the SSRF guard), a data:image/(png|jpeg|webp);base64 URI, or a stored object URL"},
+            "StyleConstraint": object(json!({"selections": {"type": "object"},
+                "prompt": {"type": "string", "maxLength": 600}, "source": string()}), &[]),
+            "JobAck": object(json!({"job_id": string(), "status": {"const": "processing"}}),
+                &["job_id", "status"]),
+            "Job": object(json!({"id": string(), "type": {"enum": ["ANALYSIS", "IMAGE_GEN", "STYLE_REPLICATE"]},
+                "status": {"enum": ["processing", "success", "failed"]}, "payload": {},
+                "result_data": {}, "result_url": {"type": ["string", "null"]},
+                "error_code": {"type": ["string", "null"]}, "cost_amount": {"type": "integer"}}),
+                &["id", "type", "status"]),
+            "CheckoutSession": object(json!({"url": string(), "id": string()}), &["url", "id"]),
+            "Session": object(json!({"access_token": string(), "token_type": string(),
+                "expires_in": {"type": "integer"}, "expires_at": {"type": "integer"},
+                "refresh_token": string(), "user": {"type": "object"}}),
+                &["access_token", "refresh_token", "user"]),
+        }
+    })
+}
+
+fn operation_json(op: &Op) -> Value {
+    let mut operation = json!({
+        "tags": [op.tag],
+        "summary": op.summary,
+        "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}', '.', '-'], "_")),
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": op.answer}}},
+            "default": {"description": "An error", "content": {"application/json": {"schema": reference("ErrorEnvelope")}}},
+        },
+    });
+    match op.auth {
+        Auth::None => operation["security"] = json!([]),
+        Auth::Bearer => {}
+        Auth::Admin => {
+            operation["description"] = json!("Needs the admin role (else 403 FORBIDDEN).")
+        }
+    }
+    if let Some(schema) = &op.body {
+        operation["requestBody"] =
+            json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    }
+    let params: Vec<Value> = op
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": string()}))
+        .collect();
+    if !params.is_empty() {
+        operation["parameters"] = Value::Array(params);
+    }
+    operation
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for op in operations() {
+        let entry = paths
+            .entry(op.path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[op.method] = operation_json(&op);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Atelier",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The backend of an AI product-photo studio. Errors are always {\"error\":{\"code\",\"message\",\"details\"}} (GoTrue's shape under /auth/v1).",
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": components(),
+    })
+}
