@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
+use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
@@ -61,23 +62,22 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
         .and(warp::get())
         .and(with_state(state.clone()))
         .then(|customer, state| guard(portal_page(state, customer)));
-    subscription
-        .or(one_time)
-        .unify()
-        .or(portal)
-        .unify()
-        .or(webhook)
-        .unify()
-        .or(transactions)
-        .unify()
-        .or(page)
-        .unify()
-        .or(pay)
-        .unify()
-        .or(cancel)
-        .unify()
-        .or(dev_portal)
-        .unify()
+    // Boxed one by one, like the route groups in `http::routes`: long `or` chains
+    // overflow the trait solver in release builds.
+    let all: [BoxedFilter<(Response,)>; 9] = [
+        subscription.boxed(),
+        one_time.boxed(),
+        portal.boxed(),
+        webhook.boxed(),
+        transactions.boxed(),
+        page.boxed(),
+        pay.boxed(),
+        cancel.boxed(),
+        dev_portal.boxed(),
+    ];
+    all.into_iter()
+        .reduce(|routes, route| routes.or(route).unify().boxed())
+        .expect("billing has routes")
 }
 
 /// `create-credit-checkout` / `create-onetime-checkout` → `{url, id}`.
