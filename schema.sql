@@ -182,3 +182,86 @@ CREATE INDEX prompt_streams_user ON prompt_streams(user_id, created_at);
 -- takes each one's oldest due units, instead of ranking the whole queue.
 CREATE INDEX generation_tasks_user_queue ON generation_tasks(provider, user_id, run_after)
     WHERE status = 'queued';
+
+-- migration: 6
+-- Billing. Every Stripe event is recorded once, keyed by its id, in the same transaction
+-- as the credit rows it caused; an event that arrives before what it refers to is
+-- parked and applied when that object shows up.
+CREATE TABLE stripe_events (
+    id          TEXT PRIMARY KEY,            -- evt_…
+    type        TEXT NOT NULL,
+    created     INTEGER NOT NULL,            -- the event's own time, unix seconds
+    status      TEXT NOT NULL CHECK (status IN ('applied', 'ignored', 'parked')),
+    user_id     TEXT,
+    wait_for    TEXT,                        -- parked: the Stripe object id it waits for
+    note        TEXT,
+    payload     TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    applied_at  INTEGER
+);
+CREATE INDEX stripe_events_parked ON stripe_events(wait_for) WHERE status = 'parked';
+
+-- A user's Stripe customer and current subscription.
+CREATE TABLE billing_profiles (
+    user_id             TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    customer_id         TEXT UNIQUE,
+    subscription_id     TEXT UNIQUE,
+    package_id          TEXT,
+    status              TEXT CHECK (status IN ('active', 'past_due', 'canceled')),
+    current_period_end  INTEGER,             -- unix seconds
+    status_at           INTEGER NOT NULL DEFAULT 0,  -- `created` of the event that set status
+    updated_at          INTEGER NOT NULL
+);
+
+-- Checkout sessions Atelier opened (Stripe's or the simulated ones).
+CREATE TABLE checkout_sessions (
+    id            TEXT PRIMARY KEY,          -- cs_…
+    user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    package_id    TEXT NOT NULL,
+    purchase_type TEXT NOT NULL CHECK (purchase_type IN ('subscription', 'one_time')),
+    currency      TEXT NOT NULL,
+    amount        INTEGER NOT NULL,          -- minor units
+    success_url   TEXT NOT NULL,
+    cancel_url    TEXT NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'complete', 'canceled')),
+    created_at    INTEGER NOT NULL
+);
+CREATE INDEX checkout_sessions_user ON checkout_sessions(user_id, created_at);
+
+-- Money received: a credit pack, a first subscription payment or a renewal, with the
+-- ledger grants it caused and how much of it was refunded.
+CREATE TABLE payments (
+    id                 TEXT PRIMARY KEY,
+    user_id            TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind               TEXT NOT NULL CHECK (kind IN ('one_time', 'subscription', 'renewal')),
+    package_id         TEXT,
+    checkout_session_id TEXT UNIQUE,
+    invoice_id         TEXT UNIQUE,
+    payment_intent_id  TEXT UNIQUE,
+    subscription_id    TEXT,
+    amount             INTEGER NOT NULL,     -- minor units
+    currency           TEXT NOT NULL,
+    credits            INTEGER NOT NULL,
+    grant_key          TEXT NOT NULL,
+    bonus              INTEGER NOT NULL DEFAULT 0,
+    bonus_key          TEXT,
+    amount_refunded    INTEGER NOT NULL DEFAULT 0,
+    credits_reversed   INTEGER NOT NULL DEFAULT 0,
+    bonus_reversed     INTEGER NOT NULL DEFAULT 0,
+    stripe_event_id    TEXT NOT NULL,
+    created_at         INTEGER NOT NULL
+);
+CREATE INDEX payments_user ON payments(user_id, id);
+
+-- One row per refund event applied to a payment.
+CREATE TABLE refunds (
+    id               TEXT PRIMARY KEY,
+    payment_id       TEXT NOT NULL REFERENCES payments(id) ON DELETE CASCADE,
+    user_id          TEXT NOT NULL,
+    charge_id        TEXT NOT NULL,
+    amount           INTEGER NOT NULL,       -- this refund, minor units
+    credits_reversed INTEGER NOT NULL,
+    stripe_event_id  TEXT NOT NULL,
+    created_at       INTEGER NOT NULL
+);
+CREATE INDEX refunds_user ON refunds(user_id, id);

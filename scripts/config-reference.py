@@ -17,7 +17,7 @@ config = tomllib.loads(text.split("\n", 1)[1] if text.startswith("#") else text)
 descriptions = {}
 section, pending = "", []
 for line in (Path(__file__).parent.parent / "config.toml").read_text().splitlines():
-    header = re.match(r"^\[([a-z_.]+)\]", line)
+    header = re.match(r"^\[([a-z0-9_.]+)\]", line)
     setting = re.match(r"^#\s*([a-z_]+)\s*=", line)
     if header:
         section, pending = header.group(1), []

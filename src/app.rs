@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorRef};
 use tokio::sync::broadcast;
 
+use crate::actors::billing::{Billing, BillingHandle};
 use crate::actors::generator::{GeneratorActor, GeneratorArgs};
 use crate::actors::ledger::LedgerHandle;
 use crate::actors::supervisor::{JobSupervisor, ProviderSlot, SupervisorArgs, SupervisorMsg};
@@ -34,7 +35,7 @@ use crate::providers::images::ImageSource;
 use crate::providers::local::LocalProvider;
 use crate::providers::openrouter::OpenRouter;
 use crate::providers::Provider;
-use crate::storage::{LocalStorage, UploadSigner};
+use crate::storage::{Storage, UploadSigner};
 use std::sync::atomic::AtomicUsize;
 
 /// Everything a request handler may use.
@@ -43,7 +44,10 @@ pub struct AppState {
     pub db: Db,
     pub ledger: LedgerHandle,
     pub auth: AuthService,
-    pub storage: LocalStorage,
+    /// Checkout, portal and webhooks (Stripe or simulated).
+    pub billing: BillingHandle,
+    /// Where objects live (`[storage] backend`).
+    pub storage: Arc<dyn Storage>,
     pub supervisor: ActorRef<SupervisorMsg>,
     /// A job id is sent here after every change of that job.
     pub job_events: broadcast::Sender<String>,
@@ -116,7 +120,15 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         auth,
         secret,
     } = build_core(&config).await?;
-    let storage = LocalStorage::new(config.data.dir.join("storage"));
+    let billing = spawn_billing(&config, &db, &ledger, &secret).await?;
+    let storage =
+        crate::storage::from_config(&config).map_err(|e| StartError(format!("storage: {e}")))?;
+    let probe = storage.clone();
+    tokio::task::spawn_blocking(move || probe.check())
+        .await
+        .map_err(|e| StartError(e.to_string()))?
+        .map_err(|e| StartError(format!("storage ({}): {e}", storage.backend())))?;
+    tracing::info!(backend = storage.backend(), "storage ready");
     let (job_events, _) = broadcast::channel(1024);
     let metrics = Arc::new(Metrics::new(db.pool_wait()));
     let health = Arc::new(QueueHealth::new());
@@ -135,6 +147,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         db,
         ledger,
         auth,
+        billing,
         storage,
         supervisor,
         job_events,
@@ -149,7 +162,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
 /// Every configured provider: `local` always, each upstream once it has an API key.
 fn build_providers(
     config: &Config,
-    storage: &LocalStorage,
+    storage: &Arc<dyn Storage>,
     metrics: &Metrics,
 ) -> HashMap<String, Arc<dyn Provider>> {
     let images = ImageSource::new(
@@ -289,6 +302,7 @@ impl RunningApp {
         let _ = (&mut self.server).await;
         drain_queue(&self.state).await;
         self.state.supervisor.stop(None);
+        self.state.billing.stop();
         self.state.ledger.stop();
     }
 }
@@ -429,4 +443,37 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents)?;
     file.sync_all()
+}
+
+/// Starts the billing actor. Simulated mode without a configured webhook secret signs
+/// with one derived from the JWT secret.
+pub async fn spawn_billing(
+    config: &Config,
+    db: &Db,
+    ledger: &LedgerHandle,
+    jwt_secret: &[u8],
+) -> Result<BillingHandle, StartError> {
+    let billing = &config.billing;
+    let webhook_secret = billing
+        .webhook_secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            (!billing.is_stripe())
+                .then(|| crate::stripe::simulated::derived_webhook_secret(jwt_secret))
+        });
+    if billing.is_stripe() && (webhook_secret.is_none() || billing.secret_key.is_none()) {
+        tracing::warn!("billing.mode is stripe but secret_key or webhook_secret is not set");
+    }
+    if !billing.is_stripe() {
+        tracing::debug!("billing is simulated: /dev/checkout pages grant credits without payment");
+    }
+    BillingHandle::spawn(Billing::new(
+        db.clone(),
+        ledger.clone(),
+        billing.clone(),
+        webhook_secret,
+    ))
+    .await
+    .map_err(|e| StartError(format!("cannot start the billing actor: {e}")))
 }

@@ -35,6 +35,9 @@ pub enum Command {
     /// Manage credits.
     #[command(subcommand)]
     Credits(CreditsCommand),
+    /// Billing tools: simulated Stripe events, package prices.
+    #[command(subcommand)]
+    Stripe(StripeCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -109,6 +112,56 @@ pub struct CreditsGrant {
     pub key: Option<String>,
 }
 
+/// `atelier stripe …`
+#[derive(Debug, Subcommand)]
+pub enum StripeCommand {
+    /// Build the event Stripe would send, sign it with the webhook secret and apply it
+    /// through the webhook code: `checkout.session.completed --email E --package P`,
+    /// `charge.refunded --payment ID [--amount CENTS]`, or for the user's subscription
+    /// `invoice.paid`, `invoice.payment_failed`, `customer.subscription.updated
+    /// [--status S]`, `customer.subscription.deleted` with `--email E`.
+    Trigger(StripeTrigger),
+    /// Set a package's Stripe price id for a currency.
+    SetPrice(StripeSetPrice),
+}
+
+/// `atelier stripe trigger`
+#[derive(Debug, Args)]
+pub struct StripeTrigger {
+    /// The event type (see `atelier stripe trigger --help`).
+    pub event: String,
+    /// The buyer's email (checkout.session.completed).
+    #[arg(long)]
+    pub email: Option<String>,
+    /// The package id or name (checkout.session.completed).
+    #[arg(long)]
+    pub package: Option<String>,
+    /// The payment: its id (see /v1/billing/transactions), payment intent, invoice or
+    /// checkout session (charge.refunded).
+    #[arg(long)]
+    pub payment: Option<String>,
+    /// Minor units to refund (default: what is left).
+    #[arg(long)]
+    pub amount: Option<i64>,
+    /// Stripe's subscription status (customer.subscription.updated; default active).
+    #[arg(long)]
+    pub status: Option<String>,
+}
+
+/// `atelier stripe set-price`
+#[derive(Debug, Args)]
+pub struct StripeSetPrice {
+    /// The package id.
+    #[arg(long)]
+    pub package: String,
+    /// usd, cny or hkd.
+    #[arg(long, default_value = "usd")]
+    pub currency: String,
+    /// The Stripe price id (price_…).
+    #[arg(long)]
+    pub price: String,
+}
+
 /// `atelier config …`
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -155,28 +208,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {
-            let mut shown = config.clone();
-            if shown.auth.jwt_secret.is_some() {
-                shown.auth.jwt_secret = Some("<hidden>".into());
-            }
-            if shown.auth.anon_key.is_some() {
-                shown.auth.anon_key = Some("<hidden>".into());
-            }
-            if shown.queue.worker_secret.is_some() {
-                shown.queue.worker_secret = Some("<hidden>".into());
-            }
-            if shown.server.metrics_token.is_some() {
-                shown.server.metrics_token = Some("<hidden>".into());
-            }
-            for upstream in [
-                &mut shown.providers.openrouter,
-                &mut shown.providers.gemini,
-                &mut shown.providers.ark,
-            ] {
-                if upstream.configured() {
-                    upstream.api_key = "<hidden>".into();
-                }
-            }
+            let shown = config.with_secrets_hidden();
             let text = toml::to_string_pretty(&shown).map_err(|e| fail(e.to_string()))?;
             println!("# configuration is valid\n{text}");
             Ok(())
@@ -244,6 +276,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Stripe(command) => stripe(command, config).await,
         Command::Audit => audit(config).await,
         Command::Backup(args) => {
             let db_path = config.database_path();
@@ -355,4 +388,83 @@ pub fn init_logging(config: &Config) {
     } else {
         builder.try_init()
     };
+}
+
+async fn stripe(command: StripeCommand, config: Config) -> Result<(), CliError> {
+    match command {
+        StripeCommand::SetPrice(args) => {
+            let currency = args.currency.to_ascii_lowercase();
+            if !crate::domain::billing::CURRENCIES.contains(&currency.as_str()) {
+                return Err(fail("--currency must be usd, cny or hkd"));
+            }
+            let db = app::open_db(&config).await?;
+            let found = db
+                .transaction(|conn| {
+                    crate::db::packages::set_stripe_price(
+                        conn,
+                        &args.package,
+                        &currency,
+                        &args.price,
+                    )
+                })
+                .map_err(|e| fail(e.to_string()))?;
+            if !found {
+                return Err(fail(format!("no package {}", args.package)));
+            }
+            println!(
+                "package {} costs {} in {currency}",
+                args.package, args.price
+            );
+            Ok(())
+        }
+        StripeCommand::Trigger(args) => {
+            let core = app::build_core(&config).await?;
+            let secret = app::jwt_secret(&config)?;
+            let billing = app::spawn_billing(&config, &core.db, &core.ledger, &secret).await?;
+            let result = trigger(&billing, args).await;
+            billing.stop();
+            result
+        }
+    }
+}
+
+async fn trigger(
+    billing: &crate::actors::billing::BillingHandle,
+    args: StripeTrigger,
+) -> Result<(), CliError> {
+    let need = |value: Option<String>, flag: &str| {
+        value.ok_or_else(|| fail(format!("{} needs --{flag}", args.event)))
+    };
+    match args.event.as_str() {
+        "checkout.session.completed" => {
+            let email = need(args.email.clone(), "email")?;
+            let package = need(args.package.clone(), "package")?;
+            let session = billing
+                .trigger_checkout(&email, &package)
+                .await
+                .map_err(|e| fail(e.message))?;
+            println!("checkout.session.completed for {email} ({package}): session {session}");
+        }
+        "charge.refunded" => {
+            let payment = need(args.payment.clone(), "payment")?;
+            let (payment, applied) = billing
+                .trigger_refund(&payment, args.amount)
+                .await
+                .map_err(|e| fail(e.message))?;
+            println!("charge.refunded for payment {}: {applied:?}", payment.id);
+        }
+        "invoice.paid"
+        | "invoice.payment_failed"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted" => {
+            let email = need(args.email.clone(), "email")?;
+            let object = billing
+                .trigger_subscription(&args.event, &email, args.status.as_deref())
+                .await
+                .map_err(|e| fail(e.message))?;
+            println!("{} for {email}: {object}", args.event);
+        }
+        other => return Err(fail(format!("cannot trigger {other}; see --help"))),
+    }
+    Ok(())
 }

@@ -53,10 +53,12 @@ impl Default for Config {
     }
 }
 
-/// `[storage]`: uploads and housekeeping.
+/// `[storage]`: where objects live, uploads and housekeeping.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
+    /// `local` (a directory under the data dir) or `s3` (settings in `[storage.s3]`).
+    pub backend: String,
     /// Largest upload in bytes.
     pub upload_max_bytes: u64,
     /// Objects in the `temp` bucket older than this are deleted (seconds).
@@ -66,16 +68,79 @@ pub struct StorageConfig {
     /// Let remote image fetches reach loopback and private addresses (local development
     /// only: this turns the SSRF guard's address rule off).
     pub allow_private_fetch: bool,
+    /// The S3-compatible bucket used when `backend = "s3"`.
+    pub s3: S3Config,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            backend: "local".into(),
             upload_max_bytes: 10 * 1024 * 1024,
             temp_max_age_secs: 24 * 3600,
             sweep_interval_secs: 3600,
             allow_private_fetch: false,
+            s3: S3Config::default(),
         }
+    }
+}
+
+/// `[storage.s3]`: an S3-compatible bucket (AWS S3, MinIO, R2, …). Atelier's buckets
+/// (`temp`, `uploads`, `generated`) become key prefixes inside it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// The service URL, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    /// The bucket (created beforehand; Atelier never creates it).
+    pub bucket: String,
+    /// The signing region (`us-east-1` for most S3-compatible servers).
+    pub region: String,
+    /// The access key id.
+    pub access_key: String,
+    /// The secret access key (hidden in logs and `atelier config check`).
+    pub secret_key: String,
+    /// Path-style URLs (`endpoint/bucket/key`, needed by MinIO) instead of virtual hosts.
+    pub path_style: bool,
+    /// Longest S3 request, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            path_style: false,
+            timeout_secs: 30,
+        }
+    }
+}
+
+/// Shows everything but the secret key.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &secret_shown(&self.secret_key))
+            .field("path_style", &self.path_style)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+/// How a secret appears in `Debug` output and `config check`.
+pub fn secret_shown(secret: &str) -> &'static str {
+    if secret.trim().is_empty() {
+        "<empty>"
+    } else {
+        "<hidden>"
     }
 }
 
@@ -408,13 +473,45 @@ impl Default for AuthConfig {
 pub struct BillingConfig {
     /// `simulated` (no keys, no network) or `stripe`.
     pub mode: String,
+    /// Stripe secret key (`sk_test_…` / `sk_live_…`); needed in `stripe` mode.
+    pub secret_key: Option<String>,
+    /// Webhook endpoint secret (`whsec_…`). In `simulated` mode, unset means one derived
+    /// from the JWT secret.
+    pub webhook_secret: Option<String>,
+    /// Stripe API base URL (a proxy or a test server may stand in).
+    pub api_base: String,
+    /// Pinned `Stripe-Version` sent with every API call.
+    pub api_version: String,
+    /// The web client's base URL: checkout success/cancel and portal return URLs start here.
+    pub app_url: String,
+    /// Seconds a webhook signature stays valid.
+    pub webhook_tolerance_secs: u64,
+    /// Longest Stripe API call, in seconds.
+    pub timeout_secs: u64,
+    /// Attempts per Stripe API call (connection errors, 409, 429, 5xx are retried).
+    pub max_attempts: u32,
 }
 
 impl Default for BillingConfig {
     fn default() -> Self {
         BillingConfig {
             mode: "simulated".into(),
+            secret_key: None,
+            webhook_secret: None,
+            api_base: "https://api.stripe.com".into(),
+            api_version: "2025-03-31.basil".into(),
+            app_url: "http://127.0.0.1:8787".into(),
+            webhook_tolerance_secs: 300,
+            timeout_secs: 20,
+            max_attempts: 3,
         }
+    }
+}
+
+impl BillingConfig {
+    /// Whether payments go to the real (or a fake) Stripe.
+    pub fn is_stripe(&self) -> bool {
+        self.mode == "stripe"
     }
 }
 
@@ -604,8 +701,18 @@ impl Config {
                 );
             }
         }
+        self.validate_storage()?;
         if !matches!(self.billing.mode.as_str(), "simulated" | "stripe") {
             return bad("billing.mode", "expected \"simulated\" or \"stripe\"");
+        }
+        if self.billing.max_attempts == 0 || self.billing.timeout_secs == 0 {
+            return bad(
+                "billing.max_attempts",
+                "max_attempts and timeout_secs must be at least 1",
+            );
+        }
+        if !self.billing.app_url.starts_with("http") {
+            return bad("billing.app_url", "expected an http(s) URL");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format", "expected \"text\" or \"json\"");
@@ -614,6 +721,67 @@ impl Config {
             return bad("log.level", "not a valid filter (e.g. info, atelier=debug)");
         }
         Ok(())
+    }
+
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("bad value for `{key}`: {why}")));
+        let storage = &self.storage;
+        match storage.backend.as_str() {
+            "local" => return Ok(()),
+            "s3" => {}
+            _ => return bad("storage.backend", "expected \"local\" or \"s3\""),
+        }
+        let s3 = &storage.s3;
+        if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+            return bad(
+                "storage.s3.endpoint",
+                "must start with http:// or https:// when storage.backend = \"s3\"",
+            );
+        }
+        for (key, value) in [
+            ("storage.s3.bucket", &s3.bucket),
+            ("storage.s3.region", &s3.region),
+            ("storage.s3.access_key", &s3.access_key),
+            ("storage.s3.secret_key", &s3.secret_key),
+        ] {
+            if value.trim().is_empty() {
+                return bad(key, "must be set when storage.backend = \"s3\"");
+            }
+        }
+        if s3.timeout_secs == 0 {
+            return bad("storage.s3.timeout_secs", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// A copy to show to people (`atelier config check`): every secret that is set is
+    /// replaced by `<hidden>`.
+    pub fn with_secrets_hidden(&self) -> Config {
+        let mut shown = self.clone();
+        let hidden = || Some("<hidden>".to_string());
+        for secret in [
+            &mut shown.auth.jwt_secret,
+            &mut shown.auth.anon_key,
+            &mut shown.queue.worker_secret,
+            &mut shown.server.metrics_token,
+            &mut shown.billing.secret_key,
+            &mut shown.billing.webhook_secret,
+        ] {
+            if secret.is_some() {
+                *secret = hidden();
+            }
+        }
+        for secret in [
+            &mut shown.storage.s3.secret_key,
+            &mut shown.providers.openrouter.api_key,
+            &mut shown.providers.gemini.api_key,
+            &mut shown.providers.ark.api_key,
+        ] {
+            if !secret.trim().is_empty() {
+                *secret = "<hidden>".into();
+            }
+        }
+        shown
     }
 
     /// The listen address (validated at load).
@@ -869,6 +1037,86 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("log.format"), "{err}");
+    }
+
+    #[test]
+    fn s3_storage_needs_its_settings_and_hides_its_secret() {
+        let err = load_text("[storage]\nbackend = \"ftp\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.backend"), "{err}");
+        let err = load_text("[storage]\nbackend = \"s3\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.s3.endpoint"), "{err}");
+        let err = load_text(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+             bucket = \"b\"\naccess_key = \"AK\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("storage.s3.secret_key"), "{err}");
+        let config = load_text(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+             bucket = \"b\"\naccess_key = \"AK\"\npath_style = true\n",
+            &[("ATELIER_STORAGE_S3_SECRET_KEY", "very-secret-key")],
+        )
+        .unwrap();
+        assert_eq!(config.storage.s3.secret_key, "very-secret-key");
+        assert!(config.storage.s3.path_style);
+        assert_eq!(config.storage.s3.region, "us-east-1");
+        assert!(!format!("{config:?}").contains("very-secret-key"));
+        let shown = toml::to_string(&config.with_secrets_hidden()).unwrap();
+        assert!(!shown.contains("very-secret-key"), "{shown}");
+        assert!(shown.contains("access_key = \"AK\""), "{shown}");
+    }
+
+    /// config.toml documents every `[storage]` and `[storage.s3]` key with its default:
+    /// uncommenting those lines changes nothing.
+    #[test]
+    fn config_toml_documents_the_storage_defaults() {
+        let shipped = include_str!("../config.toml");
+        let mut section = "";
+        let mut text = String::new();
+        let mut documented = Vec::new();
+        for line in shipped.lines() {
+            if line.starts_with('[') {
+                section = line.trim();
+                text.push_str(line);
+                text.push('\n');
+            } else if let Some(setting) = line.strip_prefix("# ").filter(|l| {
+                matches!(section, "[storage]" | "[storage.s3]")
+                    && l.split_once(" = ")
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            }) {
+                documented.push(format!(
+                    "{section}{}",
+                    setting.split(" = ").next().unwrap_or("")
+                ));
+                text.push_str(setting);
+                text.push('\n');
+            }
+        }
+        let config = load_text(&text, &[]).unwrap();
+        let shown = |c: &Config| toml::to_string(&c.storage).unwrap();
+        assert_eq!(shown(&config), shown(&Config::default()));
+        let keys = toml::Value::try_from(StorageConfig::default()).unwrap();
+        for (key, value) in keys.as_table().unwrap() {
+            let expected: Vec<String> = match value.as_table() {
+                Some(table) => table
+                    .keys()
+                    .map(|k| format!("[storage.{key}]{k}"))
+                    .collect(),
+                None => vec![format!("[storage]{key}")],
+            };
+            for name in expected {
+                assert!(
+                    documented.contains(&name),
+                    "{name} is not documented in config.toml"
+                );
+            }
+        }
     }
 
     #[test]

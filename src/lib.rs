@@ -16,3 +16,4 @@ pub mod http;
 pub mod ops;
 pub mod providers;
 pub mod storage;
+pub mod stripe;

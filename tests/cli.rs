@@ -309,6 +309,11 @@ struct Server {
 
 impl Server {
     fn start(wd: &Workdir, name: &str) -> Server {
+        Server::start_with(wd, name, &[])
+    }
+
+    /// `serve` with extra environment variables.
+    fn start_with(wd: &Workdir, name: &str, env: &[(&str, &str)]) -> Server {
         let port = {
             let probe = TcpListener::bind("127.0.0.1:0").expect("free port");
             probe.local_addr().unwrap().port()
@@ -318,6 +323,7 @@ impl Server {
         let child = wd
             .command(&["serve"])
             .env("ATELIER_SERVER_BIND", &bind)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("log file"))
             .spawn()
@@ -429,6 +435,98 @@ async fn serve_answers_and_reuses_its_secret_across_restarts() {
     server.terminate().await;
 }
 
+/// With JSON logs, every request is one line naming its route, status and user; an
+/// upstream failure is logged with its provider; no password, token or API key ever
+/// reaches the log.
+#[tokio::test]
+async fn json_logs_name_the_user_and_never_a_secret() {
+    let wd = Workdir::new();
+    let client = reqwest::Client::new();
+    let api_key = "sk-or-v1-never-log-me-7f3a9c";
+    let mut server = Server::start_with(
+        &wd,
+        "json",
+        &[
+            ("ATELIER_LOG_FORMAT", "json"),
+            ("ATELIER_LOG_LEVEL", "info"),
+            ("ATELIER_PROVIDERS_OPENROUTER_API_KEY", api_key),
+            (
+                "ATELIER_PROVIDERS_OPENROUTER_BASE_URL",
+                "http://127.0.0.1:9/api/v1",
+            ),
+            ("ATELIER_QUEUE_MAX_ATTEMPTS", "1"),
+        ],
+    );
+    server.wait_healthy(&client).await;
+    let password = "a-secret-password";
+    let session: Value = client
+        .post(format!("{}/auth/v1/signup", server.base))
+        .json(&json!({"email": "logs@x.io", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["access_token"].as_str().unwrap();
+    let user_id = session["user"]["id"].as_str().unwrap();
+    let ack: Value = client
+        .post(format!("{}/functions/v1/analyze-product-v2", server.base))
+        .bearer_auth(token)
+        .json(&json!({"productImage": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEUlEQVR4nGM4ISeHFTEMLQkAkL9BAbKfPiIAAAAASUVORK5CYII="}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_id = ack["job_id"].as_str().expect("an analysis job");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let job: Value = client
+            .get(format!("{}/v1/jobs/{job_id}", server.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] != "processing" {
+            assert_eq!(job["status"], "failed", "{job}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.terminate().await;
+
+    let log = std::fs::read_to_string(wd.path().join("json.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let me_line = lines
+        .iter()
+        .find(|l| l["fields"]["route"] == "/v1/jobs/{id}")
+        .unwrap_or_else(|| panic!("no request line for /v1/jobs/{{id}}:\n{log}"));
+    assert_eq!(me_line["fields"]["user_id"], user_id, "{me_line}");
+    assert_eq!(me_line["fields"]["status"], 200, "{me_line}");
+    assert!(
+        lines.iter().any(|l| l["fields"]["provider"] == "openrouter"
+            && l["fields"]["message"] == "upstream request failed"),
+        "no upstream failure line:\n{log}"
+    );
+    for secret in [
+        password,
+        token,
+        session["refresh_token"].as_str().unwrap(),
+        api_key,
+    ] {
+        assert!(!log.contains(secret), "the log contains a secret:\n{log}");
+    }
+}
+
 // ---------------------------------------------------------------- help
 
 /// Every subcommand's `--help` exits 0 and says what it does.
@@ -438,7 +536,9 @@ fn every_subcommand_has_help() {
     let cases: &[(&[&str], &[&str])] = &[
         (
             &[],
-            &["serve", "migrate", "user", "credits", "config", "audit"],
+            &[
+                "serve", "migrate", "user", "credits", "config", "audit", "backup", "restore",
+            ],
         ),
         (&["serve"], &["Run the HTTP server"]),
         (&["migrate"], &["database schema"]),
@@ -456,6 +556,8 @@ fn every_subcommand_has_help() {
         (&["config"], &["Inspect the configuration", "check"]),
         (&["config", "check"], &["validate the configuration"]),
         (&["audit"], &["Recompute every account from its ledger"]),
+        (&["backup"], &["consistent snapshot", "--out"]),
+        (&["restore"], &["Replace the database", "--from"]),
     ];
     for (command, phrases) in cases {
         let mut args = command.to_vec();

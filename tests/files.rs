@@ -188,6 +188,40 @@ async fn upload_urls_are_signed_and_expire() {
     app.stop().await;
 }
 
+/// A key with spaces and non-ASCII letters is percent-encoded in the URLs Atelier hands
+/// out, and the same object comes back.
+#[tokio::test]
+async fn keys_with_spaces_and_unicode_round_trip() {
+    let app = spawn_app_with(|c| c.providers.local.tiny_output = true).await;
+    let user = app.new_user().await;
+    let grant = sts(
+        &app,
+        &user.access_token,
+        json!({"prefix": "my products", "bucket": "uploads", "key": "été photo #1.png"}),
+    )
+    .await;
+    let key = grant["objectKey"].as_str().unwrap().to_string();
+    assert_eq!(key, format!("{}/été photo #1.png", user.id));
+    let upload_url = grant["uploadUrl"].as_str().unwrap();
+    assert!(
+        upload_url.contains("/%C3%A9t%C3%A9%20photo%20%231.png?"),
+        "{upload_url}"
+    );
+    let png = png_bytes(16, 16, true);
+    let stored = json_with_status(put(&app, upload_url, png.clone()).await, 200).await;
+    assert_eq!(stored["key"], key.as_str());
+    let url = stored["url"].as_str().unwrap();
+    let got = app.client.get(url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().to_vec(), png);
+    let body = json!({"model": "local", "prompt": "a box", "productImage": url});
+    let job = app
+        .run_job(&user.access_token, "generate-image", &body)
+        .await;
+    assert_eq!(job["status"], "success", "{job}");
+    app.stop().await;
+}
+
 /// Keys with `..`, NUL or backslashes never reach the file system: 400.
 /// (Multi-threaded: the raw socket below blocks its thread while the server answers.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,6 +233,9 @@ async fn object_keys_cannot_escape_the_storage_root() {
         "/storage/v1/object/public/uploads/a/../../../secret.txt",
         "/storage/v1/object/public/uploads/a%00b",
         "/storage/v1/object/public/uploads/a\\b",
+        "/storage/v1/object/public/uploads/%2e%2e/%2e%2e/secret.txt",
+        "/storage/v1/object/public/uploads/a%5cb",
+        "/storage/v1/object/public/uploads/%2Fetc%2Fpasswd",
     ] {
         // A raw request line, so that no client normalises the path first.
         let mut stream = std::net::TcpStream::connect(app.addr).unwrap();
@@ -210,7 +247,7 @@ async fn object_keys_cannot_escape_the_storage_root() {
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
         let status = answer.split_whitespace().nth(1).unwrap_or("");
-        assert!(status == "400" || status == "404", "{path}: {answer}");
+        assert!(status == "400", "{path}: {answer}");
         assert!(!answer.contains("do not serve"), "{path}");
     }
     let res = app
@@ -219,7 +256,7 @@ async fn object_keys_cannot_escape_the_storage_root() {
             None,
         )
         .await;
-    assert!(matches!(res.status().as_u16(), 400 | 404));
+    assert_eq!(res.status().as_u16(), 400);
     app.stop().await;
 }
 
@@ -281,4 +318,183 @@ async fn remote_images_are_fetched_through_the_ssrf_guard() {
     let job = run_remote_image_job(&open, &url).await;
     assert_eq!(job["status"], "success", "{job}");
     open.stop().await;
+}
+
+/// Sends `head` (and `body`) on a raw socket and reads one answer: status and body. The
+/// read times out after 10 s, so a server that waits for a body it was never sent fails.
+fn raw_exchange(addr: std::net::SocketAddr, head: String, body: Vec<u8>) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok());
+            if length.is_some_and(|n| rest.len() >= n) {
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0);
+                return (status, rest.to_string());
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("connection closed before a whole answer: {text}"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer ({e}); the server waited for the body: {text}"),
+        }
+    }
+}
+
+/// Over the limit → 413 without the server waiting for, or keeping, the whole body: a
+/// declared 1 GB body is refused before any of it is sent, and a chunked body as soon
+/// as it passes the limit (its end is never sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_uploads_are_refused_while_streaming() {
+    let app = spawn_app_with(|c| c.storage.upload_max_bytes = 4096).await;
+    let user = app.new_user().await;
+    let grant = sts(&app, &user.access_token, json!({"prefix": "p"})).await;
+    let upload_url = grant["uploadUrl"].as_str().unwrap();
+    let target = upload_url.strip_prefix(&app.base).unwrap().to_string();
+    let addr = app.addr;
+
+    let head = format!(
+        "PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n"
+    );
+    let (status, body) = tokio::task::spawn_blocking(move || raw_exchange(addr, head, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(status, 413, "{body}");
+    let envelope: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(envelope["error"]["code"], "BAD_REQUEST", "{body}");
+
+    let mut chunk = png_bytes(8, 8, false);
+    chunk.resize(4097, 0);
+    let mut bytes = format!("{:x}\r\n", chunk.len()).into_bytes();
+    bytes.extend_from_slice(&chunk);
+    let head = format!(
+        "PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let (status, body) = tokio::task::spawn_blocking(move || raw_exchange(addr, head, bytes))
+        .await
+        .unwrap();
+    assert_eq!(status, 413, "{body}");
+
+    let object = format!(
+        "{}/storage/v1/object/public/temp/{}",
+        app.base,
+        grant["objectKey"].as_str().unwrap()
+    );
+    let res = app.client.get(object).send().await.unwrap();
+    common::assert_envelope(res, 404, "NOT_FOUND").await;
+    app.stop().await;
+}
+
+/// CRC-32 (ISO-HDLC), as PNG chunks use.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A valid, tiny PNG whose header declares `width`×`height` 8-bit grey pixels: a
+/// decompression bomb in shape (50000×50000 would be 2.5 GB once decoded).
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    // A zlib stream of the first rows' filter bytes and zero pixels, stored.
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[
+            0x78, 0x01, 0x01, 0x04, 0x00, 0xFB, 0xFF, 0, 0, 0, 0, 0x00, 0x04, 0x00, 0x01,
+        ],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// A decompression bomb as product photo — a data URI, an uploaded object, a remote
+/// URL — fails the unit with IMAGE_INPUT_TOO_LARGE (never decoded), and the credits
+/// held for it are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decompression_bombs_fail_with_image_input_too_large() {
+    let bomb = png_declaring(50_000, 50_000);
+    assert!(bomb.len() < 100, "{} bytes", bomb.len());
+    let remote = serve_png(bomb.clone());
+    let app = spawn_app_with(|c| {
+        c.providers.local.tiny_output = true;
+        c.storage.allow_private_fetch = true;
+    })
+    .await;
+    let user = app.new_user().await;
+    let grant = sts(&app, &user.access_token, json!({"prefix": "bombs"})).await;
+    let uploaded = json_with_status(
+        put(&app, grant["uploadUrl"].as_str().unwrap(), bomb.clone()).await,
+        200,
+    )
+    .await;
+    let before = app.credits(&user.access_token).await;
+
+    let too_many_pixels = common::png_data_uri(&png_declaring(8000, 6000));
+    for reference in [
+        common::png_data_uri(&bomb),
+        uploaded["url"].as_str().unwrap().to_string(),
+        format!("http://{remote}/bomb.png"),
+        too_many_pixels,
+    ] {
+        let body = json!({"model": "local", "prompt": "a box", "productImage": reference});
+        let job = app
+            .run_job(&user.access_token, "generate-image", &body)
+            .await;
+        let shown: String = reference.chars().take(60).collect();
+        assert_eq!(job["status"], "failed", "{shown}: {job}");
+        assert_eq!(job["error_code"], "IMAGE_INPUT_TOO_LARGE", "{shown}: {job}");
+        let error = &job["result_data"]["units"][0]["error"];
+        assert_eq!(error["code"], "IMAGE_INPUT_TOO_LARGE", "{error}");
+        assert_eq!(error["details"]["reason"], "too_many_pixels", "{error}");
+        let kinds = app
+            .ledger_kinds(&user.access_token, job["id"].as_str().unwrap())
+            .await;
+        assert_eq!(kinds, ["hold", "release"], "{shown}: {job}");
+    }
+    let after = app.credits(&user.access_token).await;
+    assert_eq!(after["available"], before["available"], "{after}");
+    assert_eq!(after["held"], 0, "{after}");
+    app.stop().await;
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use common::fake_ark::{self as fake, FakeArk};
 use common::fake_http::parse_data_uri;
-use common::{png_bytes, png_data_uri, provider_test_config, TestApp, TestUser};
+use common::{
+    assert_failed_and_released, first_unit_error, png_bytes, png_data_uri, provider_test_config,
+    TestApp, TestUser,
+};
 use serde_json::{json, Value};
 
 /// The app with Ark pointed at `fake`.
@@ -30,25 +33,6 @@ fn image_body(ratio: &str, size: &str) -> Value {
 async fn run(app: &TestApp, user: &TestUser, body: &Value) -> Value {
     app.run_job(&user.access_token, "generate-image", body)
         .await
-}
-
-/// Asserts a failed job with its credits released after `calls` generation calls.
-async fn assert_failed(
-    app: &TestApp,
-    user: &TestUser,
-    fake: &FakeArk,
-    job: &Value,
-    code: &str,
-    calls: usize,
-) {
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error_code"], code, "{job}");
-    assert_eq!(fake.calls().len(), calls, "{job}");
-    let kinds = app
-        .ledger_kinds(&user.access_token, job["id"].as_str().unwrap())
-        .await;
-    assert_eq!(kinds, ["hold", "release"], "{job}");
-    assert_eq!(app.credits(&user.access_token).await["available"], 1000);
 }
 
 /// The request is Ark's documented body (model id, exact `WxH` for ratio and tier, the
@@ -118,8 +102,9 @@ async fn sensitive_content_is_a_permanent_refusal() {
         let app = app_with(&fake).await;
         let user = app.new_user().await;
         let job = run(&app, &user, &image_body("1:1", "2K")).await;
-        assert_failed(&app, &user, &fake, &job, "UPSTREAM_ERROR", 1).await;
-        let error = &job["result_data"]["units"][0]["error"];
+        assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1))
+            .await;
+        let error = &first_unit_error(&job);
         assert!(
             error["message"].as_str().unwrap().contains("safety filter"),
             "{error}"
@@ -160,7 +145,14 @@ async fn unknown_models_and_bad_parameters_fail_permanently() {
         json!({"model": "volc-seedream-5.0-lite"}),
     );
     let job = run(&app, &user, &body).await;
-    assert_failed(&app, &user, &fake, &job, "MODEL_UNAVAILABLE", 1).await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "MODEL_UNAVAILABLE",
+        (fake.calls().len(), 1),
+    )
+    .await;
     app.stop().await;
 
     let fake = FakeArk::start().await;
@@ -168,7 +160,7 @@ async fn unknown_models_and_bad_parameters_fail_permanently() {
     let app = app_with(&fake).await;
     let user = app.new_user().await;
     let job = run(&app, &user, &image_body("1:1", "2K")).await;
-    assert_failed(&app, &user, &fake, &job, "UPSTREAM_ERROR", 1).await;
+    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1)).await;
     assert!(job.to_string().contains("InvalidParameter"), "{job}");
     app.stop().await;
 }

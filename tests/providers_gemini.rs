@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use common::fake_gemini::{self as fake, FakeGemini};
 use common::fake_http::{unb64, Gate, Reply};
-use common::{png_bytes, png_data_uri, provider_test_config, TestApp, TestUser};
+use common::{
+    assert_failed_and_released, first_unit_error, png_bytes, png_data_uri, provider_test_config,
+    TestApp, TestUser,
+};
 use serde_json::{json, Value};
 
 /// The app with Gemini pointed at `fake`; `ta-*` models are admin-only, so the tests
@@ -32,24 +35,6 @@ fn image_body(ratio: &str) -> Value {
 /// An admin with the signup bonus (admins start like sellers).
 async fn admin(app: &TestApp) -> TestUser {
     app.new_admin().await
-}
-
-/// Asserts a failed job with its credits released after `calls` upstream calls.
-async fn assert_failed(
-    app: &TestApp,
-    user: &TestUser,
-    fake: &FakeGemini,
-    job: &Value,
-    code: &str,
-    calls: usize,
-) {
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error_code"], code, "{job}");
-    assert_eq!(fake.calls().len(), calls, "{job}");
-    let kinds = app
-        .ledger_kinds(&user.access_token, job["id"].as_str().unwrap())
-        .await;
-    assert_eq!(kinds, ["hold", "release"], "{job}");
 }
 
 /// The request follows the Gemini API reference (path, key header, camelCase config,
@@ -175,8 +160,9 @@ async fn safety_outcomes_and_bad_requests_fail_at_once() {
         let job = app
             .run_job(&user.access_token, "generate-image", &image_body("1:1"))
             .await;
-        assert_failed(&app, &user, &fake, &job, "UPSTREAM_ERROR", 1).await;
-        let error = &job["result_data"]["units"][0]["error"];
+        assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1))
+            .await;
+        let error = &first_unit_error(&job);
         let message = error["message"].as_str().unwrap();
         match reason {
             Some(reason) => {
@@ -202,7 +188,7 @@ async fn no_image_is_retried_once() {
     let job = app
         .run_job(&user.access_token, "generate-image", &image_body("1:1"))
         .await;
-    assert_failed(&app, &user, &fake, &job, "UPSTREAM_ERROR", 2).await;
+    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 2)).await;
     app.stop().await;
 }
 
@@ -219,7 +205,7 @@ async fn a_wrong_key_and_an_unknown_model_fail_permanently() {
     let job = app
         .run_job(&user.access_token, "generate-image", &image_body("1:1"))
         .await;
-    assert_failed(&app, &user, &fake, &job, "UPSTREAM_ERROR", 1).await;
+    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1)).await;
     assert!(
         job.to_string().contains("providers.gemini.api_key"),
         "{job}"
@@ -242,7 +228,14 @@ async fn a_wrong_key_and_an_unknown_model_fail_permanently() {
     let job = app
         .run_job(&user.access_token, "generate-image", &body)
         .await;
-    assert_failed(&app, &user, &fake, &job, "MODEL_UNAVAILABLE", 1).await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "MODEL_UNAVAILABLE",
+        (fake.calls().len(), 1),
+    )
+    .await;
     app.stop().await;
 }
 

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::fake_http::{parse_data_uri, Gate, Reply};
 use common::fake_openrouter::{self as fake, FakeOpenRouter};
-use common::{json_with_status, png_bytes, png_data_uri, provider_test_config, TestApp, TestUser};
+use common::{
+    assert_failed_and_released, first_unit_error, json_with_status, png_bytes, png_data_uri,
+    provider_test_config, TestApp, TestUser,
+};
 use serde_json::{json, Value};
 
 /// The app with OpenRouter pointed at `fake`, `attempts` attempts per unit.
@@ -32,26 +35,6 @@ fn image_body(ratio: &str, product: &str) -> Value {
 async fn run_image(app: &TestApp, user: &TestUser, body: &Value) -> Value {
     app.run_job(&user.access_token, "generate-image", body)
         .await
-}
-
-/// Asserts the job failed with `code`, its credits released, after `calls` upstream calls.
-async fn assert_failed_and_released(
-    app: &TestApp,
-    user: &TestUser,
-    fake: &FakeOpenRouter,
-    job: &Value,
-    code: &str,
-    calls: usize,
-) {
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error_code"], code, "{job}");
-    assert_eq!(job["cost_amount"], 0, "{job}");
-    assert_eq!(fake.calls().len(), calls, "upstream calls: {job}");
-    let kinds = app
-        .ledger_kinds(&user.access_token, job["id"].as_str().unwrap())
-        .await;
-    assert_eq!(kinds, ["hold", "release"], "{job}");
-    assert_eq!(app.credits(&user.access_token).await["available"], 1000);
 }
 
 /// A successful job: the image is stored at the model's size, charged once, and the fake
@@ -165,10 +148,8 @@ async fn a_bad_request_fails_after_one_attempt_and_releases_the_credits() {
     let app = app_with(&fake, 3).await;
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("1:1", &common::small_png())).await;
-    assert_failed_and_released(&app, &user, &fake, &job, "UPSTREAM_ERROR", 1).await;
-    let message = job["result_data"]["units"][0]["error"]["message"]
-        .as_str()
-        .unwrap();
+    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1)).await;
+    let message = first_unit_error(&job)["message"].as_str().unwrap();
     assert!(message.contains("HTTP 400"), "{message}");
     app.stop().await;
 }
@@ -193,7 +174,14 @@ async fn a_slow_upstream_ends_as_upstream_timeout() {
         "{:?}",
         started.elapsed()
     );
-    assert_failed_and_released(&app, &user, &fake, &job, "UPSTREAM_TIMEOUT", 2).await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "UPSTREAM_TIMEOUT",
+        (fake.calls().len(), 2),
+    )
+    .await;
     fake.server
         .wait_client_gone(1, Duration::from_secs(2))
         .await;
@@ -208,7 +196,14 @@ async fn a_wrong_ratio_output_fails_with_model_ratio_unsupported() {
     let app = app_with(&fake, 3).await;
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("16:9", &common::small_png())).await;
-    assert_failed_and_released(&app, &user, &fake, &job, "MODEL_RATIO_UNSUPPORTED", 1).await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "MODEL_RATIO_UNSUPPORTED",
+        (fake.calls().len(), 1),
+    )
+    .await;
     app.stop().await;
 }
 
@@ -220,8 +215,8 @@ async fn a_moderation_block_is_permanent_with_a_clear_message() {
     let app = app_with(&fake, 3).await;
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("1:1", &common::small_png())).await;
-    assert_failed_and_released(&app, &user, &fake, &job, "UPSTREAM_ERROR", 1).await;
-    let error = &job["result_data"]["units"][0]["error"];
+    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1)).await;
+    let error = &first_unit_error(&job);
     assert!(
         error["message"].as_str().unwrap().contains("safety filter"),
         "{error}"
@@ -238,10 +233,8 @@ async fn an_answer_without_an_image_is_retried_once_then_fails() {
     let app = app_with(&fake, 4).await;
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("1:1", &common::small_png())).await;
-    assert_failed_and_released(&app, &user, &fake, &job, "UPSTREAM_ERROR", 2).await;
-    let message = job["result_data"]["units"][0]["error"]["message"]
-        .as_str()
-        .unwrap();
+    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 2)).await;
+    let message = first_unit_error(&job)["message"].as_str().unwrap();
     assert!(message.contains("no image"), "{message}");
     app.stop().await;
 }
@@ -255,7 +248,14 @@ async fn unknown_models_and_wrong_keys_fail_permanently() {
     let app = app_with(&fake, 3).await;
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("1:1", &common::small_png())).await;
-    assert_failed_and_released(&app, &user, &fake, &job, "MODEL_UNAVAILABLE", 1).await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "MODEL_UNAVAILABLE",
+        (fake.calls().len(), 1),
+    )
+    .await;
     app.stop().await;
 
     let wrong_key = "sk-or-v1-wrong-9a8b7c";
@@ -268,7 +268,7 @@ async fn unknown_models_and_wrong_keys_fail_permanently() {
     .await;
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("1:1", &common::small_png())).await;
-    assert_failed_and_released(&app, &user, &fake, &job, "UPSTREAM_ERROR", 1).await;
+    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1)).await;
     assert_eq!(fake.calls()[0].bearer(), Some(wrong_key));
     assert!(!job.to_string().contains(wrong_key), "{job}");
     app.stop().await;

@@ -14,10 +14,9 @@ use common::{spawn_app, spawn_app_with, TestApp};
 use fantoccini::Locator;
 use serde_json::json;
 
-/// Billing (checkout, the simulated Pay page) lands from its own branch: until then the
-/// purchase step skips while the checkout route is missing. Set to `false` once billing
-/// is merged, so that a missing checkout fails the journey instead.
-const CHECKOUT_MAY_BE_MISSING: bool = true;
+/// Whether the purchase step may skip when the checkout route is missing (it was built
+/// on its own branch); billing is merged, so a missing checkout fails the journey.
+const CHECKOUT_MAY_BE_MISSING: bool = false;
 
 /// Whether the billing branch's checkout has landed on this server.
 async fn checkout_available(app: &TestApp) -> Result<(), String> {
@@ -46,7 +45,16 @@ async fn a_seller_generates_buys_and_an_admin_grants_credits() {
     let Some(browser) = Browser::start("the studio journey").await else {
         return;
     };
-    let app = spawn_app().await;
+    // The checkout returns to `billing.app_url`: the server's own address here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let app = spawn_app_with(|c| {
+        c.server.bind = format!("127.0.0.1:{port}");
+        c.billing.app_url = format!("http://127.0.0.1:{port}");
+    })
+    .await;
     let files = tempfile::tempdir().expect("temp dir");
     let seller = email("seller");
 

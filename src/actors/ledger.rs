@@ -34,6 +34,8 @@ type Work = Box<dyn FnOnce(&Connection) -> Responder + Send>;
 pub enum LedgerMsg {
     /// A request to run in the next batch.
     Run(Work),
+    /// A request whose batch must be committed with `synchronous=FULL`.
+    RunDurable(Work),
     /// Commit what is pending.
     Flush,
 }
@@ -44,7 +46,7 @@ pub struct CreditLedgerActor;
 /// Pending requests and the database.
 pub struct LedgerState {
     db: Db,
-    pending: Vec<Work>,
+    pending: Vec<(Work, bool)>,
     flush_scheduled: bool,
 }
 
@@ -72,33 +74,45 @@ impl Actor for CreditLedgerActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            LedgerMsg::Run(work) => {
-                state.pending.push(work);
-                if !state.flush_scheduled {
-                    // Queued behind everything already waiting, so they join this batch.
-                    myself.send_message(LedgerMsg::Flush)?;
-                    state.flush_scheduled = true;
-                }
-            }
+            LedgerMsg::Run(work) => state.enqueue(&myself, work, false)?,
+            LedgerMsg::RunDurable(work) => state.enqueue(&myself, work, true)?,
             LedgerMsg::Flush => {
                 let take = state.pending.len().min(MAX_BATCH);
-                let batch: Vec<Work> = state.pending.drain(..take).collect();
+                let (batch, durable): (Vec<Work>, Vec<bool>) = state.pending.drain(..take).unzip();
+                let durable = durable.contains(&true);
                 if state.pending.is_empty() {
                     state.flush_scheduled = false;
                 } else {
                     myself.send_message(LedgerMsg::Flush)?;
                 }
                 let db = state.db.clone();
-                tokio::task::spawn_blocking(move || commit_batch(&db, batch)).await?;
+                tokio::task::spawn_blocking(move || commit_batch(&db, batch, durable)).await?;
             }
         }
         Ok(())
     }
 }
 
+impl LedgerState {
+    fn enqueue(
+        &mut self,
+        myself: &ActorRef<LedgerMsg>,
+        work: Work,
+        durable: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        self.pending.push((work, durable));
+        if !self.flush_scheduled {
+            // Queued behind everything already waiting, so they join this batch.
+            myself.send_message(LedgerMsg::Flush)?;
+            self.flush_scheduled = true;
+        }
+        Ok(())
+    }
+}
+
 /// Runs a batch in one transaction, a savepoint per request, then answers everyone.
-fn commit_batch(db: &Db, batch: Vec<Work>) {
-    let outcome = db.transaction(|conn| {
+fn commit_batch(db: &Db, batch: Vec<Work>, durable: bool) {
+    let outcome = db.transaction_with(durable, |conn| {
         let responders: Vec<Responder> = batch.into_iter().map(|work| work(conn)).collect();
         Ok::<_, DbError>(responders)
     });
@@ -202,11 +216,26 @@ impl LedgerHandle {
         E: From<ApiError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
-        match self
-            .actor
-            .call(|port| LedgerMsg::Run(work(op, port)), None)
-            .await
-        {
+        self.run_with(false, op).await
+    }
+
+    /// Runs `op` in the next batch, in its own savepoint; a `durable` request makes its
+    /// batch commit with `synchronous=FULL` before anyone is answered.
+    pub async fn run_with<T, E, F>(&self, durable: bool, op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<ApiError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let message = move |port| {
+            let work = work(op, port);
+            if durable {
+                LedgerMsg::RunDurable(work)
+            } else {
+                LedgerMsg::Run(work)
+            }
+        };
+        match self.actor.call(message, None).await {
             Ok(ractor::rpc::CallResult::Success(result)) => result,
             Ok(_) | Err(_) => Err(E::from(ApiError::internal())),
         }
@@ -291,7 +320,7 @@ impl LedgerHandle {
         key: String,
         reason: String,
     ) -> Result<LedgerEntry, ApiError> {
-        self.run(move |conn| reverse(conn, &grant_key, amount, &key, &reason))
+        self.run(move |conn| reverse(conn, &grant_key, amount, &key, &reason, None))
             .await
     }
 
@@ -358,7 +387,7 @@ fn replay(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn grant(
+pub(super) fn grant(
     conn: &Connection,
     user_id: &str,
     bucket: Bucket,
@@ -397,12 +426,13 @@ fn grant(
     Ok(entry)
 }
 
-fn reverse(
+pub(super) fn reverse(
     conn: &Connection,
     grant_key: &str,
     amount: Option<i64>,
     key: &str,
     reason: &str,
+    stripe_event_id: Option<&str>,
 ) -> Result<LedgerEntry, ApiError> {
     let original = ledger::find_by_key(conn, grant_key)?
         .filter(|e| e.kind == "grant")
@@ -430,6 +460,7 @@ fn reverse(
             amount,
             bucket: Some(bucket.as_str()),
             deltas: credits::reverse(&balances, bucket, amount),
+            stripe_event_id,
             reason: Some(reason),
             idempotency_key: key,
             ..NewEntry::default()

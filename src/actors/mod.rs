@@ -1,5 +1,7 @@
 //! Ractor actors, each owning one responsibility.
 
+pub mod billing;
+pub mod billing_apply;
 pub mod generator;
 pub mod ledger;
 pub mod ledger_jobs;

@@ -2,6 +2,7 @@
 //! callers get Atelier's own types and [`DbError`], never rusqlite rows or errors.
 
 pub mod accounts;
+pub mod billing;
 pub mod jobs;
 pub mod ledger;
 pub mod migrate;
@@ -107,7 +108,40 @@ impl Db {
     where
         E: From<DbError>,
     {
+        self.transaction_with(false, f)
+    }
+
+    /// [`Db::transaction`], committed with `synchronous=FULL` when `durable`: the commit
+    /// survives a power loss, for answers to parties that will not ask again (Stripe).
+    pub fn transaction_with<T, E>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
         let mut conn = self.pool.get().map_err(DbError::from)?;
+        if durable {
+            conn.execute_batch("PRAGMA synchronous = FULL")
+                .map_err(DbError::from)?;
+        }
+        let result = Self::run_transaction(&mut conn, f);
+        if durable {
+            if let Err(err) = conn.execute_batch("PRAGMA synchronous = NORMAL") {
+                tracing::warn!(error = %err, "cannot restore synchronous=NORMAL");
+            }
+        }
+        result
+    }
+
+    fn run_transaction<T, E>(
+        conn: &mut Connection,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
         let mut attempt = 1;
         let tx = loop {
             match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
@@ -177,6 +211,29 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A durable transaction runs with `synchronous=FULL` and leaves its connection
+    /// back at `NORMAL`.
+    #[test]
+    fn durable_transactions_commit_with_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), 2, Duration::from_millis(400)).unwrap();
+        let sync = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        let inside = db
+            .transaction_with(true, |conn| Ok::<_, DbError>(sync(conn)))
+            .unwrap();
+        assert_eq!(inside, 2, "FULL");
+        db.with_conn(|a| {
+            db.with_conn(|b| {
+                assert_eq!((sync(a), sync(b)), (1, 1), "both back at NORMAL");
+                Ok(())
+            })
+        })
+        .unwrap();
+    }
 
     /// A writer that holds the lock longer than one busy timeout does not make the next
     /// transaction fail: taking the lock is tried again.

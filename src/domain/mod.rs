@@ -1,6 +1,7 @@
 //! Pure product rules: no I/O, no framework types. The easiest place to read and test
 //! what Atelier does.
 
+pub mod billing;
 pub mod credits;
 pub mod error;
 pub mod jobs;

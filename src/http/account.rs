@@ -9,7 +9,7 @@ use warp::Filter;
 use super::paging::{next_cursor, page_limit};
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::db::ledger::{self, LedgerEntry};
-use crate::db::{accounts, packages};
+use crate::db::{accounts, billing, packages};
 use crate::domain::credits::Balances;
 use crate::domain::time::rfc3339;
 use crate::domain::ApiError;
@@ -86,16 +86,45 @@ async fn me(state: State, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
         let credits = read_credits(&state, &user.id).await?;
+        let subscription = subscription_json(&state, &user.id).await?;
         Ok::<_, ApiError>(json!({
             "id": user.id,
             "email": user.email,
             "role": user.role,
             "credits": credits_json(&credits),
-            "subscription": null,
+            "subscription": subscription,
             "created_at": rfc3339(user.created_at),
         }))
     };
     reply::result(result.await)
+}
+
+/// The user's subscription `{plan, status, current_period_end}`, or null.
+async fn subscription_json(state: &State, user_id: &str) -> Result<Value, ApiError> {
+    let user_id = user_id.to_string();
+    let found = state
+        .db
+        .read(move |conn| {
+            let Some(profile) = billing::profile_by(conn, billing::ProfileKey::User, &user_id)?
+            else {
+                return Ok(None);
+            };
+            let plan = match &profile.package_id {
+                Some(id) => packages::find(conn, id)?.map(|p| p.name),
+                None => None,
+            };
+            Ok(Some((profile, plan)))
+        })
+        .await?;
+    Ok(match found {
+        Some((profile, plan)) if profile.subscription_id.is_some() => json!({
+            "plan": plan,
+            "package_id": profile.package_id,
+            "status": profile.status,
+            "current_period_end": profile.current_period_end.map(|s| rfc3339(s * 1000)),
+        }),
+        _ => Value::Null,
+    })
 }
 
 /// `GET /v1/packages`: active packages in display order.

@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod auth;
+mod billing;
 mod extract;
 mod generate;
 mod jobs;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
+use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, Method};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -38,23 +40,24 @@ pub type State = Arc<AppState>;
 
 /// The whole route tree, answering every request (never rejecting).
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let api = ops::routes(state.clone())
-        .or(auth::routes(state.clone()))
-        .unify()
-        .or(account::routes(state.clone()))
-        .unify()
-        .or(jobs::routes(state.clone()))
-        .unify()
-        .or(generate::routes(state.clone()))
-        .unify()
-        .or(prompts::routes(state.clone()))
-        .unify()
-        .or(admin::routes(state.clone()))
-        .unify()
-        .or(storage::routes(state.clone()))
-        .unify()
-        .or(web::routes(state.clone()))
-        .unify();
+    // Each module's routes are boxed: one long chain of filter types overflows the
+    // compiler's trait solver in release builds (E0275).
+    let groups: [BoxedFilter<(Response,)>; 10] = [
+        ops::routes(state.clone()).boxed(),
+        auth::routes(state.clone()).boxed(),
+        account::routes(state.clone()).boxed(),
+        jobs::routes(state.clone()).boxed(),
+        generate::routes(state.clone()).boxed(),
+        prompts::routes(state.clone()).boxed(),
+        admin::routes(state.clone()).boxed(),
+        storage::routes(state.clone()).boxed(),
+        billing::routes(state.clone()).boxed(),
+        web::routes(state.clone()).boxed(),
+    ];
+    let api = groups
+        .into_iter()
+        .reduce(|all, group| all.or(group).unify().boxed())
+        .expect("at least one route group");
     let app = api
         .with(cors(&state.config.server.cors_origins))
         .recover(recover_rejection)

@@ -350,6 +350,83 @@ fn operations() -> Vec<Op> {
         )
         .admin()
         .answers(reference("JobAck")),
+        op(
+            "post",
+            "/functions/v1/create-credit-checkout",
+            "billing",
+            "Checkout session for a subscription",
+        )
+        .body(object(
+            json!({"packageId": {"type": "string", "format": "uuid"},
+                "returnTo": {"type": "string", "default": "/pricing"},
+                "currency": {"enum": ["usd", "cny", "hkd"], "default": "usd"}}),
+            &["packageId"],
+        ))
+        .answers(reference("CheckoutSession")),
+        op(
+            "post",
+            "/functions/v1/create-onetime-checkout",
+            "billing",
+            "Checkout session for a credit pack",
+        )
+        .body(object(
+            json!({"packageId": {"type": "string", "format": "uuid"},
+                "returnTo": {"type": "string", "default": "/pricing"},
+                "currency": {"enum": ["usd", "cny", "hkd"], "default": "usd"}}),
+            &["packageId"],
+        ))
+        .answers(reference("CheckoutSession")),
+        op(
+            "post",
+            "/functions/v1/create-portal-session",
+            "billing",
+            "Stripe customer portal session",
+        )
+        .answers(object(json!({"url": string()}), &["url"])),
+        op(
+            "post",
+            "/functions/v1/stripe-webhook",
+            "billing",
+            "Stripe events, verified by Stripe-Signature, applied exactly once",
+        )
+        .public()
+        .answers(object(json!({"ok": {"const": true}}), &["ok"])),
+        op(
+            "get",
+            "/v1/billing/transactions",
+            "billing",
+            "Own payments and refunds, newest first (limit, before)",
+        ),
+        op(
+            "get",
+            "/dev/checkout/{id}",
+            "billing",
+            "Simulated checkout page (HTML; simulated mode only)",
+        )
+        .public()
+        .answers(string()),
+        op(
+            "post",
+            "/dev/checkout/{id}/pay",
+            "billing",
+            "Simulated payment: a signed checkout.session.completed, then 303 to the success URL",
+        )
+        .public(),
+        op(
+            "post",
+            "/dev/checkout/{id}/cancel",
+            "billing",
+            "Simulated cancel: 303 to the cancel URL",
+        )
+        .public(),
+        op(
+            "get",
+            "/dev/portal/{customer}",
+            "billing",
+            "Simulated customer portal (HTML; simulated mode only)",
+        )
+        .public()
+        .answers(string()),
         op("get", "/", "web", "The studio (HTML page)").web("text/html"),
         op("get", "/admin", "web", "The admin console (HTML page)").web("text/html"),
         op(
@@ -380,6 +457,7 @@ fn components() -> Value {
                 "result_data": {}, "result_url": {"type": ["string", "null"]},
                 "error_code": {"type": ["string", "null"]}, "cost_amount": {"type": "integer"}}),
                 &["id", "type", "status"]),
+            "CheckoutSession": object(json!({"url": string(), "id": string()}), &["url", "id"]),
             "Session": object(json!({"access_token": string(), "token_type": string(),
                 "expires_in": {"type": "integer"}, "expires_at": {"type": "integer"},
                 "refresh_token": string(), "user": {"type": "object"}}),

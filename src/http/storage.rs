@@ -1,6 +1,8 @@
 //! Files: `get-oss-sts` hands out signed single-object upload URLs, `PUT` stores the
 //! bytes (sniffed, size-capped), and `GET|HEAD /storage/v1/object/public/<bucket>/<key>`
-//! serves objects with ETag, Cache-Control and ranges.
+//! serves objects with ETag, Cache-Control and ranges. Whatever the storage backend
+//! (local directory or S3), objects are served through Atelier, so ranges, ETags and
+//! HEAD behave the same and the bucket itself can stay private.
 
 use std::collections::HashMap;
 
@@ -14,9 +16,10 @@ use super::extract;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::domain::time::now_ms;
 use crate::domain::{ApiError, ErrorCode};
-use crate::storage::{sniff_image, validate_key, StorageError, UploadUrlError};
+use crate::storage::{
+    decode_key, encode_key, sniff_image, validate_key, StorageError, UploadUrlError, PUBLIC_PREFIX,
+};
 
-const PUBLIC_PREFIX: &str = "/storage/v1/object/public";
 const UPLOAD_PREFIX: &str = "/storage/v1/object/upload";
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -69,7 +72,7 @@ struct StsRequest {
 }
 
 /// The public base URL: configured, or from the request's `Host`.
-fn base_url(state: &State, req: &Request) -> String {
+pub(super) fn base_url(state: &State, req: &Request) -> String {
     match &state.config.server.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!(
@@ -128,7 +131,8 @@ async fn get_oss_sts(state: State, req: Request) -> Response {
             "signature": "",
             "securityToken": "",
             "uploadUrl": format!(
-                "{base}{UPLOAD_PREFIX}/{bucket}/{key}?expires={expire}&max={max}&sig={signature}"
+                "{base}{UPLOAD_PREFIX}/{bucket}/{}?expires={expire}&max={max}&sig={signature}",
+                encode_key(&key)
             ),
             "formFields": {},
         }))
@@ -140,11 +144,12 @@ async fn get_oss_sts(state: State, req: Request) -> Response {
 async fn upload(
     state: State,
     bucket: String,
-    key: String,
+    raw_key: String,
     query: HashMap<String, String>,
     req: Request,
 ) -> Response {
     let result = async {
+        let key = decode_key(&raw_key).map_err(storage_error)?;
         let forbidden = |why: &str| ApiError::with_message(ErrorCode::FORBIDDEN, why.to_string());
         let number = |name: &str| query.get(name).and_then(|v| v.parse::<i64>().ok());
         let (Some(expires), Some(max), Some(sig)) =
@@ -167,20 +172,24 @@ async fn upload(
             )
             .status(413));
         }
-        if sniff_image(&req.body).is_none() {
+        let Some(mime) = sniff_image(&req.body) else {
             return Err(ApiError::with_message(
                 ErrorCode::BAD_REQUEST,
                 "only png, jpeg and webp images can be uploaded",
             )
             .status(415));
-        }
+        };
         let storage = state.storage.clone();
         let (b, k, bytes) = (bucket.clone(), key.clone(), req.body.clone());
-        tokio::task::spawn_blocking(move || storage.put(&b, &k, &bytes))
+        tokio::task::spawn_blocking(move || storage.put(&b, &k, &bytes, mime))
             .await
             .map_err(|e| ApiError::internal().cause(e.to_string()))?
             .map_err(storage_error)?;
-        let url = format!("{}{PUBLIC_PREFIX}/{bucket}/{key}", base_url(&state, &req));
+        let url = format!(
+            "{}{}",
+            base_url(&state, &req),
+            state.storage.url_for(&bucket, &key)
+        );
         Ok(json!({"key": key, "url": url}))
     };
     reply::result(result.await)
@@ -223,10 +232,14 @@ pub fn parse_range(header: &str, len: u64) -> Option<(u64, u64)> {
 async fn serve_object(
     state: State,
     bucket: String,
-    key: String,
+    raw_key: String,
     head_only: bool,
     headers: warp::http::HeaderMap,
 ) -> Response {
+    let key = match decode_key(&raw_key) {
+        Ok(key) => key,
+        Err(err) => return reply::error(&storage_error(err)),
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let storage = state.storage.clone();
     let (b, k) = (bucket.clone(), key.clone());
@@ -235,7 +248,7 @@ async fn serve_object(
         Ok(Err(err)) => return reply::error(&storage_error(err)),
         Err(err) => return reply::error(&ApiError::internal().cause(err.to_string())),
     };
-    let etag = meta.etag();
+    let etag = meta.etag.clone();
     if header("if-none-match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
         return with_object_headers(reply::empty(304), &etag, &bucket, None);
     }

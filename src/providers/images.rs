@@ -3,6 +3,7 @@
 //! and output images decoded, measured and stored.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -11,7 +12,7 @@ use super::{ProviderError, UnitRequest};
 use crate::domain::jobs::UnitOutcome;
 use crate::domain::ErrorCode;
 use crate::fetch::Fetcher;
-use crate::storage::{sniff_image, LocalStorage};
+use crate::storage::{parse_reference, sniff_image, Storage, StorageError};
 
 /// Largest decoded input image side, to keep a decompression bomb out.
 pub const MAX_INPUT_SIDE: u32 = 8192;
@@ -38,23 +39,24 @@ impl InputImage {
     }
 }
 
-/// Reads input images for providers: no network for data URIs and stored objects,
-/// the SSRF-safe fetcher for http(s) URLs.
+/// Reads input images for providers: data URIs without any I/O, stored objects from the
+/// configured storage only (its directory, or the operator's S3 endpoint — never a host
+/// named in the reference), and http(s) URLs through the SSRF-safe fetcher.
 #[derive(Clone)]
 pub struct ImageSource {
-    storage: LocalStorage,
+    storage: Arc<dyn Storage>,
     fetcher: Fetcher,
 }
 
 impl ImageSource {
     /// Reads from `storage`, and from the web through `fetcher`.
-    pub fn new(storage: LocalStorage, fetcher: Fetcher) -> Self {
+    pub fn new(storage: Arc<dyn Storage>, fetcher: Fetcher) -> Self {
         ImageSource { storage, fetcher }
     }
 
     /// Where outputs go.
-    pub fn storage(&self) -> &LocalStorage {
-        &self.storage
+    pub fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
     }
 
     /// Reads one reference, checks it is a png/jpeg/webp image within the size limits.
@@ -73,10 +75,16 @@ impl ImageSource {
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|e| missing("bad_data_uri", format!("bad base64: {e}")))?
-        } else if let Some((bucket, key)) = LocalStorage::parse_reference(reference) {
-            self.storage
-                .get(&bucket, &key)
-                .map_err(|e| missing("not_stored", e.to_string()))?
+        } else if let Some((bucket, key)) = parse_reference(reference) {
+            self.storage.get(&bucket, &key).map_err(|e| match e {
+                // The store itself (S3) failing is worth another attempt.
+                StorageError::Io(why) => ProviderError::retryable(
+                    ErrorCode::UPSTREAM_ERROR,
+                    format!("the stored input image could not be read: {why}"),
+                )
+                .with_reason("storage_unavailable"),
+                other => missing("not_stored", other.to_string()),
+            })?
         } else if reference.starts_with("http://") || reference.starts_with("https://") {
             self.fetcher
                 .fetch_image(reference)
@@ -131,7 +139,7 @@ impl ImageSource {
             _ => "png",
         };
         let key = format!("{}/{}-{}.{ext}", unit.job_id, unit.unit_index, unit.attempt);
-        if let Err(e) = self.storage.put("generated", &key, bytes) {
+        if let Err(e) = self.storage.put("generated", &key, bytes, mime) {
             return ProviderError::retryable(
                 ErrorCode::UPSTREAM_ERROR,
                 format!("could not store the image: {e}"),

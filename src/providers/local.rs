@@ -139,7 +139,7 @@ impl LocalProvider {
         }
         let key = format!("{}/{}-{}.png", unit.job_id, unit.unit_index, unit.attempt);
         let storage = self.images.storage();
-        if let Err(e) = storage.put("generated", &key, &png) {
+        if let Err(e) = storage.put("generated", &key, &png, "image/png") {
             return UnitOutcome::Retryable {
                 code: ErrorCode::UPSTREAM_ERROR,
                 message: format!("could not store the image: {e}"),

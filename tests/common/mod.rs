@@ -372,6 +372,31 @@ impl TestApp {
     }
 }
 
+/// Asserts a provider test's job failed with `code` after `calls` upstream calls (the
+/// fake saw `seen`), charged nothing and gave its whole hold back (1000 credits again).
+pub async fn assert_failed_and_released(
+    app: &TestApp,
+    user: &TestUser,
+    job: &Value,
+    code: &str,
+    (seen, calls): (usize, usize),
+) {
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_code"], code, "{job}");
+    assert_eq!(job["cost_amount"], 0, "{job}");
+    assert_eq!(seen, calls, "upstream calls: {job}");
+    let kinds = app
+        .ledger_kinds(&user.access_token, job["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(kinds, ["hold", "release"], "{job}");
+    assert_eq!(app.credits(&user.access_token).await["available"], 1000);
+}
+
+/// The error of a job's first unit.
+pub fn first_unit_error(job: &Value) -> &Value {
+    &job["result_data"]["units"][0]["error"]
+}
+
 /// Quick retries for provider tests: `attempts` attempts, 50 ms base backoff, and a
 /// signup bonus large enough for real model prices.
 pub fn provider_test_config(config: &mut Config, attempts: u32) {
