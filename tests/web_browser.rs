@@ -213,6 +213,12 @@ async fn a_seller_generates_buys_and_an_admin_grants_credits() {
                     ),
                 )
                 .await;
+            browser
+                .until(
+                    "the payment in the list",
+                    "document.querySelectorAll('#payments li').length === 1",
+                )
+                .await;
         }
     }
 

@@ -2,7 +2,7 @@
 // `stripe` mode) comes back to the studio with ?success=true, and the credits reload.
 
 import * as api from './api.js';
-import { $, el, busy, notify, showError } from './dom.js';
+import { $, el, busy, notify, showError, when } from './dom.js';
 import { state } from './state.js';
 import { loadMe } from './credits.js';
 
@@ -19,8 +19,26 @@ export async function loadPackages() {
     notify(err.message, 'error');
     return;
   }
+  await loadPayments();
   const sorted = page.packages.slice().sort((a, b) => a.type.localeCompare(b.type) || a.sort_order - b.sort_order);
   $('packages').replaceChildren(...sorted.map(card));
+}
+
+/** The seller's payments and refunds (/v1/billing/transactions). */
+export async function loadPayments() {
+  let page;
+  try {
+    page = await api.get('/v1/billing/transactions?limit=20');
+  } catch (err) {
+    notify(err.message, 'error');
+    return;
+  }
+  const money = (cents, currency) => `${(cents / 100).toFixed(2)} ${String(currency || '').toUpperCase()}`;
+  $('payments').replaceChildren(...page.transactions.map((t) => el('li', { class: 'small' },
+    `${when(t.created_at)} · ${t.type === 'subscription' ? 'Subscription' : 'Credit pack'} · `,
+    `${money(t.amount, t.currency)} · ${t.credits} credits`,
+    t.amount_refunded ? ` · refunded ${money(t.amount_refunded, t.currency)}` : '')));
+  $('payments-empty').hidden = page.transactions.length > 0;
 }
 
 function card(pack) {
@@ -63,4 +81,5 @@ export async function handleCheckoutReturn() {
     if (state.me?.credits?.available !== before) break;
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
+  await loadPayments();
 }
