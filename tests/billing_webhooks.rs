@@ -203,6 +203,28 @@ async fn refund_after_spending_becomes_debt_paid_by_the_next_grant() {
     assert_audit_clean(&app);
 }
 
+/// `id result` of the latest webhook events, as the admin console lists them.
+async fn event_results(app: &common::TestApp, admin_token: &str) -> Vec<String> {
+    let list = json_with_status(
+        app.get("/v1/admin/webhook-events?limit=10", Some(admin_token))
+            .await,
+        200,
+    )
+    .await;
+    list["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["id"].as_str().unwrap(),
+                e["result"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// `invoice.paid` before `checkout.session.completed` loses nothing: a renewal with no
 /// known subscription waits, the first invoice adds no credits of its own.
 #[tokio::test]
@@ -232,6 +254,12 @@ async fn out_of_order_invoice_before_checkout_loses_nothing() {
     deliver_ok(&app, &first_invoice).await;
     deliver_ok(&app, &renewal).await;
     assert_eq!(app.credits(&user.access_token).await["subscription"], 0);
+    let admin = app.new_admin().await;
+    assert_eq!(
+        event_results(&app, &admin.access_token).await,
+        ["evt_inv_cycle parked", "evt_inv_create parked"],
+        "the admin console lists parked events"
+    );
 
     deliver_ok(
         &app,
@@ -243,6 +271,17 @@ async fn out_of_order_invoice_before_checkout_loses_nothing() {
     .await;
     let me = me(&app, &user).await;
     assert_eq!(me["credits"]["subscription"], 250 + 25 + 250, "{me}");
+    let mut listed = event_results(&app, &admin.access_token).await;
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "evt_inv_create applied",
+            "evt_inv_cycle applied",
+            "evt_sub_o applied"
+        ],
+        "parked events are listed as applied once their checkout arrived"
+    );
     assert_eq!(me["subscription"]["status"], "active");
     assert_eq!(
         me["subscription"]["current_period_end"],

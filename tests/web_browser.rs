@@ -246,6 +246,12 @@ async fn a_seller_generates_buys_and_an_admin_grants_credits() {
             "document.querySelectorAll('#admin-jobs tr[data-job-id]').length >= 1",
         )
         .await;
+    browser
+        .until(
+            "the pack's payment in the webhook events",
+            "document.querySelector('#webhook-events').textContent.includes('checkout.session.completed')",
+        )
+        .await;
     browser.fill("#user-query", &seller).await;
     browser.click("#user-search-submit").await;
     let grant = format!("form.grant[data-user=\"{seller}\"]");

@@ -44,6 +44,39 @@ pub fn record_event(conn: &Connection, e: &EventRecord<'_>, now: i64) -> DbResul
     Ok(())
 }
 
+/// A recorded event as the admin console lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSummary {
+    pub id: String,
+    pub kind: String,
+    /// `applied`, `ignored` or `parked`.
+    pub status: String,
+    pub user_id: Option<String>,
+    pub note: Option<String>,
+    pub received_at: i64,
+    pub applied_at: Option<i64>,
+}
+
+/// The most recently received events, newest first.
+pub fn recent_events(conn: &Connection, limit: u32) -> DbResult<Vec<EventSummary>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, type, status, user_id, note, received_at, applied_at FROM stripe_events
+         ORDER BY received_at DESC, id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok(EventSummary {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            status: r.get(2)?,
+            user_id: r.get(3)?,
+            note: r.get(4)?,
+            received_at: r.get(5)?,
+            applied_at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Parked events waiting for any of `object_ids`, oldest first: `(id, payload)`.
 pub fn parked_for(conn: &Connection, object_ids: &[&str]) -> DbResult<Vec<(String, String)>> {
     let mut out = Vec::new();

@@ -14,6 +14,7 @@ use super::paging::page_limit;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::actors::supervisor::SupervisorMsg;
 use crate::db::accounts::{self, User};
+use crate::db::billing;
 use crate::db::jobs;
 use crate::domain::time::now_ms;
 use crate::domain::time::rfc3339;
@@ -47,7 +48,15 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
         .and(with_state(state.clone()))
         .and(request(&state))
         .then(|id, state, req| guard(retry_job(state, id, req)));
+    let events = warp::path!("v1" / "admin" / "webhook-events")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_state(state.clone()))
+        .and(request(&state))
+        .then(|query, state, req| guard(webhook_events(state, query, req)));
     credits
+        .or(events)
+        .unify()
         .or(queue)
         .unify()
         .or(users)
@@ -83,6 +92,29 @@ async fn list_users(state: State, query: HashMap<String, String>, req: Request) 
             })
             .collect();
         Ok(json!({ "users": users }))
+    };
+    reply::result(result.await)
+}
+
+/// `GET /v1/admin/webhook-events?limit=`: the latest Stripe events and what became of
+/// them (`applied`, `ignored`, `parked` until the object they refer to arrives).
+async fn webhook_events(state: State, query: HashMap<String, String>, req: Request) -> Response {
+    let result = async {
+        require_admin(&state, &req).await?;
+        let limit = page_limit(&query)?;
+        let events = state
+            .db
+            .read(move |conn| billing::recent_events(conn, limit))
+            .await?;
+        let events: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                json!({"id": e.id, "type": e.kind, "result": e.status, "user_id": e.user_id,
+                       "note": e.note, "received_at": rfc3339(e.received_at),
+                       "applied_at": e.applied_at.map(rfc3339)})
+            })
+            .collect();
+        Ok(json!({ "events": events }))
     };
     reply::result(result.await)
 }

@@ -330,6 +330,13 @@ fn operations() -> Vec<Op> {
         .admin(),
         op(
             "get",
+            "/v1/admin/webhook-events",
+            "admin",
+            "The latest Stripe webhook events and their result (limit)",
+        )
+        .admin(),
+        op(
+            "get",
             "/v1/admin/users",
             "admin",
             "Users by email (query, limit) with credits",

@@ -1,5 +1,6 @@
 // The admin console's entry module: operators only (others see the server's 403
-// message); queue and alarm, users and credits, jobs and retries, the model catalog.
+// message); queue and alarm, users and credits, jobs and retries, the model catalog,
+// recent webhook events.
 
 import * as api from './api.js';
 import * as session from './session.js';
@@ -72,6 +73,23 @@ async function loadModels() {
   }
 }
 
+async function loadEvents() {
+  try {
+    const { events } = await api.get('/v1/admin/webhook-events?limit=20');
+    const rows = events.map((e) => el('tr', {},
+      el('td', { text: new Date(e.received_at).toLocaleString() }),
+      el('td', { text: e.type }),
+      el('td', { text: e.result }),
+      el('td', { text: e.note || '' })));
+    if (rows.length === 0) {
+      rows.push(el('tr', {}, el('td', { colSpan: 4, class: 'muted', text: 'No webhook events yet.' })));
+    }
+    $('webhook-events').replaceChildren(...rows);
+  } catch (err) {
+    notify(err.message, 'error');
+  }
+}
+
 function forbidden(err) {
   clearInterval(timer);
   timer = null;
@@ -93,7 +111,7 @@ async function enter() {
   view('signed-in');
   clearInterval(timer);
   timer = setInterval(loadQueue, 3000);
-  await Promise.all([loadQueue(), loadModels(), searchUsers(), loadJobs()]);
+  await Promise.all([loadQueue(), loadModels(), searchUsers(), loadJobs(), loadEvents()]);
 }
 
 function leave(message) {
