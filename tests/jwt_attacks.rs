@@ -48,6 +48,7 @@ fn good_claims(user: &TestUser) -> Claims {
         iat: now,
         exp: now + 3600,
         session_id: session_id_of(&user.access_token),
+        jti: "forged-or-not".into(),
     }
 }
 

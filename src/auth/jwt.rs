@@ -17,6 +17,10 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub session_id: String,
+    /// A random id per token (RFC 7519 `jti`): a token renewed within the same second is
+    /// still a new token.
+    #[serde(default)]
+    pub jti: String,
 }
 
 /// Signs and verifies tokens with one secret.
@@ -76,6 +80,7 @@ mod tests {
             iat: now,
             exp: now + exp_offset,
             session_id: "s1".into(),
+            jti: "t1".into(),
         }
     }
 

@@ -280,6 +280,7 @@ impl AuthService {
             iat,
             exp: iat + ttl as i64,
             session_id,
+            jti: uuid::Uuid::new_v4().to_string(),
         };
         let access_token = self.keys.sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "cannot sign access token");
