@@ -206,21 +206,6 @@ fn build_providers(
     providers
 }
 
-/// How many units a provider's generator runs at once, and the outer timeout of one
-/// unit (an upstream unit may make a text call and an image call).
-fn generator_limits(config: &Config, provider: &str) -> (usize, Duration) {
-    match config.providers.upstream(provider) {
-        Some(upstream) => (
-            upstream.concurrency,
-            Duration::from_secs(upstream.image_timeout_secs + upstream.text_timeout_secs + 10),
-        ),
-        None => (
-            config.providers.local.concurrency as usize,
-            Duration::from_secs(config.providers.local.timeout_secs),
-        ),
-    }
-}
-
 /// What the job queue is built from.
 struct Queue<'a> {
     db: &'a Db,
@@ -238,7 +223,7 @@ async fn spawn_queue(
 ) -> Result<ActorRef<SupervisorMsg>, StartError> {
     let mut slots = HashMap::new();
     for (name, provider) in queue.providers {
-        let (concurrency, timeout) = generator_limits(config, name);
+        let (concurrency, timeout) = config.providers.unit_limits(name);
         let (generator, _) = Actor::spawn(
             None,
             GeneratorActor,

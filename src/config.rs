@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -290,6 +291,21 @@ impl ProvidersConfig {
         match provider {
             "local" => true,
             other => self.upstream(other).is_some_and(UpstreamConfig::configured),
+        }
+    }
+
+    /// How many units a provider runs at once, and the outer timeout of one unit (an
+    /// upstream unit may make a text call and an image call).
+    pub fn unit_limits(&self, provider: &str) -> (usize, Duration) {
+        match self.upstream(provider) {
+            Some(upstream) => (
+                upstream.concurrency,
+                Duration::from_secs(upstream.image_timeout_secs + upstream.text_timeout_secs + 10),
+            ),
+            None => (
+                self.local.concurrency as usize,
+                Duration::from_secs(self.local.timeout_secs),
+            ),
         }
     }
 

@@ -240,10 +240,7 @@ async fn queue(state: State, req: Request) -> Response {
         let now = now_ms();
         let mut providers = Map::new();
         for (name, provider) in &state.providers {
-            let concurrency = match state.config.providers.upstream(name) {
-                Some(upstream) => upstream.concurrency,
-                None => state.config.providers.local.concurrency as usize,
-            };
+            let (concurrency, _) = state.config.providers.unit_limits(name);
             let mut entry = json!({"in_flight": 0, "concurrency": concurrency});
             if let Some(metrics) = provider.metrics() {
                 entry["upstream"] = metrics.snapshot();

@@ -82,17 +82,29 @@ pub struct Thresholds {
     pub accept_failures: u32,
 }
 
+impl QueueView {
+    /// Units wait and none started or finished for `stall_after`.
+    pub fn stalled(&self, limits: Thresholds) -> bool {
+        self.due_units > 0 && self.idle_ms >= limits.stall_after_ms
+    }
+
+    /// Job creations keep failing on the server's side.
+    pub fn acceptance_failing(&self, limits: Thresholds) -> bool {
+        self.accept_failures >= limits.accept_failures
+    }
+}
+
 /// The alarms raised by `view`, each as a sentence an operator can act on.
 pub fn raised_alarms(view: &QueueView, limits: Thresholds) -> Vec<String> {
     let mut alarms = Vec::new();
-    if view.due_units > 0 && view.idle_ms >= limits.stall_after_ms {
+    if view.stalled(limits) {
         alarms.push(format!(
             "queue stalled: {} units are waiting and none started or finished for {} s",
             view.due_units,
             view.idle_ms / 1000
         ));
     }
-    if view.accept_failures >= limits.accept_failures {
+    if view.acceptance_failing(limits) {
         alarms.push(format!(
             "job acceptance failing: the last {} job creations failed",
             view.accept_failures
@@ -142,8 +154,9 @@ pub async fn check(state: &State) -> Result<QueueReport, String> {
         idle_ms: (now - state.health.last_progress_ms()).max(0),
         accept_failures: state.health.accept_failures(),
     };
-    let alarms = raised_alarms(&view, thresholds(state));
-    update_gauges(state, &view, &alarms, &stats, &jobs, now);
+    let limits = thresholds(state);
+    let alarms = raised_alarms(&view, limits);
+    update_gauges(state, &view, limits, &stats, &jobs, now);
     Ok(QueueReport {
         view,
         alarms,
@@ -162,7 +175,7 @@ fn thresholds(state: &State) -> Thresholds {
 fn update_gauges(
     state: &State,
     view: &QueueView,
-    alarms: &[String],
+    limits: Thresholds,
     stats: &jobs::QueueStats,
     jobs: &[(String, String, i64)],
     now: i64,
@@ -172,12 +185,10 @@ fn update_gauges(
     m.queue_running.set(stats.running);
     let age = stats.oldest_queued_at.map_or(0, |at| (now - at).max(0));
     m.oldest_queued_age.set(age as f64 / 1000.0);
-    let stalled = alarms.iter().any(|a| a.starts_with("queue stalled"));
-    m.queue_stalled.set(i64::from(stalled));
+    m.queue_stalled.set(i64::from(view.stalled(limits)));
     m.acceptance_failures.set(i64::from(view.accept_failures));
-    m.acceptance_failing.set(i64::from(
-        view.accept_failures >= thresholds(state).accept_failures,
-    ));
+    m.acceptance_failing
+        .set(i64::from(view.acceptance_failing(limits)));
     m.jobs.reset();
     for (job_type, status, n) in jobs {
         m.jobs.with_label_values(&[job_type, status]).set(*n);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::images::{decode_base64, unit_images, ImageSource, InputImage};
+use super::images::{decode_base64, ImageSource, InputImage};
 use super::upstream::{
     clip, status_error, transport_error, Auth, CallKind, ProviderMetrics, Upstream,
 };
@@ -189,7 +189,7 @@ impl Provider for Ark {
 
     fn run_unit(&self, unit: &UnitRequest) -> UnitOutcome {
         let attempt = || -> Result<Vec<u8>, ProviderError> {
-            let images = self.images.load_all(&unit_images(&unit.input))?;
+            let images = self.images.load_for_unit(unit)?;
             let body = image_body(unit, &images)?;
             let reply = self
                 .upstream

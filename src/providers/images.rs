@@ -108,6 +108,11 @@ impl ImageSource {
         Ok(InputImage { bytes, mime })
     }
 
+    /// Reads a unit's images: its product photos, then its style reference.
+    pub fn load_for_unit(&self, unit: &UnitRequest) -> Result<Vec<InputImage>, ProviderError> {
+        self.load_all(&unit_images(&unit.input))
+    }
+
     /// Reads every reference in order.
     pub fn load_all(&self, references: &[String]) -> Result<Vec<InputImage>, ProviderError> {
         references.iter().map(|r| self.load(r)).collect()

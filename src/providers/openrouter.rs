@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::images::{decode_data_uri, unit_images, ImageSource, InputImage};
+use super::images::{decode_data_uri, ImageSource, InputImage};
 use super::sse::{relay, EventStep, StreamSpec};
 use super::upstream::{clip, status_error, Auth, CallKind, ProviderMetrics, Upstream};
 use super::{
@@ -195,7 +195,7 @@ impl Provider for OpenRouter {
     }
 
     fn run_unit(&self, unit: &UnitRequest) -> UnitOutcome {
-        let images = match self.images.load_all(&unit_images(&unit.input)) {
+        let images = match self.images.load_for_unit(unit) {
             Ok(images) => images,
             Err(e) => return e.into_outcome(),
         };
