@@ -688,3 +688,40 @@ async fn a_renewal_refund_in_the_newer_stripe_shape_is_applied() {
     assert_eq!(events["events"][0]["wait_for"], "pi_never_seen");
     assert!(events["events"][0]["age_seconds"].as_i64().unwrap() >= 90_000);
 }
+
+/// Suspicion: a unit's timeout started when it got a provider slot, its lease at the
+/// claim, so a unit waiting behind a call that had run out of time could outlive its
+/// lease and be sent twice. Confirmed by reading; the timeout now covers the wait. Unit
+/// 0 runs out of time at 1 s but holds the only slot until 2.5 s; unit 1, dispatched at
+/// 1 s, ends at 2 s still waiting for the slot, within its lease (1 s + 30 s).
+#[tokio::test]
+async fn a_units_timeout_covers_its_wait_for_a_provider_slot() {
+    let app = spawn_app_with(|c| {
+        money_config(c, 1);
+        c.providers.local.concurrency = 1;
+        c.providers.local.timeout_secs = 1;
+        c.providers.local.delay_ms = 2500;
+        c.queue.max_attempts = 1;
+    })
+    .await;
+    let user = app.new_user().await;
+    let body = json!({"model": "local", "prompt": "a mug", "imageCount": 2,
+                      "productImage": common::small_png()});
+    let job = app
+        .run_job(&user.access_token, "generate-image", &body)
+        .await;
+    let units = job["result_data"]["units"].as_array().unwrap();
+    let message = |i: usize| {
+        units[i]["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(message(0).contains("did not answer within 1 s"), "{job}");
+    assert!(
+        message(1).contains("no free local slot within 1 s"),
+        "{job}"
+    );
+    assert_eq!(app.credits(&user.access_token).await["available"], 30);
+    assert_audit_clean(&app);
+}

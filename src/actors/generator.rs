@@ -2,6 +2,7 @@
 //! `concurrency` at once, each under a timeout, and reports every outcome to the
 //! supervisor.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,6 +97,8 @@ async fn run_with_timeout(
 ) -> UnitOutcome {
     let name = provider.name().to_string();
     let label = name.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let started_in = started.clone();
     let work = async move {
         let Ok(permit) = permits.acquire_owned().await else {
             return UnitOutcome::Retryable {
@@ -104,6 +107,7 @@ async fn run_with_timeout(
                 retry_after_ms: None,
             };
         };
+        started_in.store(true, Ordering::Relaxed);
         let call = tokio::task::spawn_blocking(move || {
             let outcome = pipeline::run_unit(provider.as_ref(), &unit, settings);
             drop(permit);
@@ -123,10 +127,18 @@ async fn run_with_timeout(
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(outcome) => outcome,
-        Err(_) => UnitOutcome::Retryable {
-            code: ErrorCode::UPSTREAM_TIMEOUT,
-            message: format!("{name} did not answer within {} s", timeout.as_secs()),
-            retry_after_ms: None,
-        },
+        Err(_) => {
+            let message = if started.load(Ordering::Relaxed) {
+                format!("{name} did not answer within {} s", timeout.as_secs())
+            } else {
+                // Every slot was still taken by calls that had run out of time.
+                format!("no free {name} slot within {} s", timeout.as_secs())
+            };
+            UnitOutcome::Retryable {
+                code: ErrorCode::UPSTREAM_TIMEOUT,
+                message,
+                retry_after_ms: None,
+            }
+        }
     }
 }
