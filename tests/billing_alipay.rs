@@ -392,3 +392,52 @@ async fn simulated_alipay_pays_through_the_notify_code() {
     let list = transactions(&app, &user).await;
     assert_eq!(list[0]["currency"], "cny");
 }
+
+/// `atelier alipay reconcile`, run as an operator would on a stopped server's data:
+/// the paid order whose notify was lost is granted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_reconcile_grants_a_paid_order() {
+    let (app, fake) = alipay_app().await;
+    let user = app.new_user().await;
+    let order = checkout(&app, &user, STARTER_PACK, DESKTOP).await;
+    fake.pay(order["out_trade_no"].as_str().unwrap(), "36.00");
+    let dir = app.stop_keeping_data().await;
+    let run = |fake: FakeAlipay, data: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_atelier"));
+            for (name, _) in std::env::vars() {
+                if name.starts_with("ATELIER_") {
+                    cmd.env_remove(name);
+                }
+            }
+            let out = cmd
+                .current_dir(&data)
+                .args(["alipay", "reconcile"])
+                .env("ATELIER_DATA_DIR", &data)
+                .env("ATELIER_LOG_LEVEL", "warn")
+                .env("ATELIER_BILLING_ALIPAY_APP_ID", APP_ID)
+                .env(
+                    "ATELIER_BILLING_ALIPAY_PRIVATE_KEY",
+                    fake.merchant_private_pem(),
+                )
+                .env(
+                    "ATELIER_BILLING_ALIPAY_PUBLIC_KEY",
+                    fake.alipay_public_pem(),
+                )
+                .env("ATELIER_BILLING_ALIPAY_GATEWAY_URL", &fake.gateway)
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{text}");
+            text
+        })
+    };
+    let first = run(fake.clone(), dir.path().to_path_buf()).await.unwrap();
+    assert!(first.contains("1 paid, 0 expired"), "{first}");
+    let again = run(fake.clone(), dir.path().to_path_buf()).await.unwrap();
+    assert!(again.contains("0 paid, 0 expired"), "{again}");
+}

@@ -142,4 +142,42 @@ mod tests {
             "a=1&b=2&sign_type=RSA2"
         );
     }
+    /// A key made with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024` and
+    /// the signature `openssl dgst -sha256 -sign key.pem | base64` (OpenSSL 3.0) gives
+    /// for the canonical string of a request: the same bytes here (PKCS#1 v1.5 is
+    /// deterministic), and it verifies. Alipay publishes no key with a signed example,
+    /// so OpenSSL's SHA256withRSA is the independent reference.
+    #[test]
+    fn signature_vector_from_openssl() {
+        const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIICdQIBADANBgkqhkiG9w0BAQEFAASCAl8wggJbAgEAAoGBAKIP3lStv6dWVUuc\nvcjsVKIwKPDdwjYLMvGod6D6M5SVGK3BebuqP+fsYs9OmPerkVVRi2qGJrAYKGkd\nCQJ+e4rBBwyEaR8ItuxCThP/S/vSXEhhta6/Oa2BWPa82cFj9m0bX/T4fEJ4f6dS\nwia6l7eNkVg56tku5RBs1hr6+GoDAgMBAAECgYA7nXK/25pgyBVgVyxJOQZ5ExY8\nZJcIol3/H2XCRcerpJ0LbdyF+D7B5ecDM3p5wRcZN4H9kZOxu3FCGXgy/qwa7L+Y\nZZ0esRNluZTfHfEFNltzNp7+KxjQQMNqnwO78LBUtSlSej+lq6/cjzRJGPLAwKLx\nIVg+CeXxtGjT2759IQJBAM7DccH6OyDD8Td4rYyZbrwXauDXfu6z6EG8qOO7nN5l\nj8SbN1s0SHpiU4gYLbeqvQTN/XYQ2aUmVNqdB2GUfSUCQQDIp14MlE7WC3WS5cnP\nlwk1A6YNA4Oud82Ok3nI0xl5Pr6dAGFR0nKWdT/AzPgmGNZ6nztJoogd234rRyIT\nx6YHAkBp2BlK8JsGKeg4ulk1aXILbX1z/jznW0ehJz/Z3LfwDVOslLygvsH/jIgw\nWhhFNm0uoXiH0RZpeZbklpApvsbVAkAAziMje8jhNQSQxVlM+vcvfkdBUB1MKvDp\nPJBFjQtSID1VlfXOBUEud2P9GxV32auqrE7pmbxgGkxkUhHB8JArAkBiOF5WrkSr\nfh4HsDNzY0Dsz9+/sxKqu5seiQHbT/MfMmaczONdDH4WMM2QfKIgjTNR4xAySM9s\nVt+stcqNCpwm\n-----END PRIVATE KEY-----";
+        const SIG: &str = "XP/eI4ZQ4UpBKX041I+qyS3j+hCQw09292eWXU7iHyh9JNxBI365fU6eVodDpT0j3a+9RdpT0TWBXDxjmB8IJgzUITgiV5DL8EAsV3CIZLEFvAHDPPKL3ulo8pI4jSwbIEXfSJk8WAu2oqXXxYiWOUao2HP/+GgZ/EMc0hQI4c4=";
+        let params = p(&[
+            ("trade_status", "TRADE_SUCCESS"),
+            ("total_amount", "36.00"),
+            ("sign_type", "RSA2"),
+            ("notify_time", "2026-12-03 21:00:06"),
+            ("empty", ""),
+            ("trade_no", "2026120322001437561000012345"),
+            ("out_trade_no", "AT0001"),
+            ("charset", "utf-8"),
+            ("app_id", "2021000000000000"),
+            ("sign", "ignored"),
+        ]);
+        let content = canonical(&params, Purpose::Request);
+        assert_eq!(
+            content,
+            "app_id=2021000000000000&charset=utf-8&notify_time=2026-12-03 21:00:06\
+             &out_trade_no=AT0001&sign_type=RSA2&total_amount=36.00\
+             &trade_no=2026120322001437561000012345&trade_status=TRADE_SUCCESS"
+        );
+        let key = private_key(KEY).unwrap();
+        assert_eq!(sign(&content, &key), SIG);
+        let public = RsaPublicKey::from(&key);
+        assert!(verify(&content, SIG, &public));
+        assert!(!verify(&content.replace("36.00", "36.01"), SIG, &public));
+        assert!(!verify(&content, "not base64!", &public));
+        // Bare base64 (as Alipay's console hands keys out) reads the same.
+        let bare: String = KEY.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert_eq!(sign(&content, &private_key(&bare).unwrap()), SIG);
+    }
 }
