@@ -265,3 +265,54 @@ CREATE TABLE refunds (
     created_at       INTEGER NOT NULL
 );
 CREATE INDEX refunds_user ON refunds(user_id, id);
+
+-- migration: 7
+-- Growth: invite codes and their bindings, redeem codes and their claims. Every profile
+-- gets an 8-character invite code (new ones at creation; existing ones are backfilled
+-- at start, see db::growth::backfill_invite_codes). An invitee is bound at most once;
+-- the inviter's reward (the binding's rate × the package's credits) is granted with the
+-- invitee's first paid checkout, in the same transaction, and reversed with its refund.
+ALTER TABLE users ADD COLUMN invite_code TEXT;
+CREATE UNIQUE INDEX users_invite_code ON users(invite_code) WHERE invite_code IS NOT NULL;
+
+CREATE TABLE referral_bindings (
+    id               TEXT PRIMARY KEY,
+    inviter_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    invitee_id       TEXT NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE,
+    code             TEXT NOT NULL,               -- the code as bound
+    reward_rate      REAL NOT NULL,               -- share of the package's credits
+    created_at       INTEGER NOT NULL,
+    rewarded_at      INTEGER,
+    reward_credits   INTEGER NOT NULL DEFAULT 0,
+    reward_key       TEXT,                        -- ledger key of the inviter's grant
+    reward_for       TEXT,                        -- ledger key of the invitee's grant it came with
+    reward_reversed  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX referral_bindings_inviter ON referral_bindings(inviter_id, created_at);
+CREATE INDEX referral_bindings_reward_for ON referral_bindings(reward_for)
+    WHERE reward_for IS NOT NULL;
+
+CREATE TABLE redeem_codes (
+    id             TEXT PRIMARY KEY,
+    code           TEXT NOT NULL UNIQUE,          -- upper case
+    credit_amount  INTEGER NOT NULL CHECK (credit_amount > 0),
+    max_uses       INTEGER NOT NULL DEFAULT 1 CHECK (max_uses > 0),
+    used_count     INTEGER NOT NULL DEFAULT 0 CHECK (used_count >= 0 AND used_count <= max_uses),
+    expires_at     INTEGER,
+    active         INTEGER NOT NULL DEFAULT 1,
+    note           TEXT,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+
+CREATE TABLE redeem_code_claims (
+    id               TEXT PRIMARY KEY,
+    redeem_code_id   TEXT NOT NULL REFERENCES redeem_codes(id) ON DELETE CASCADE,
+    user_id          TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    code             TEXT NOT NULL,
+    credited_amount  INTEGER NOT NULL CHECK (credited_amount > 0),
+    ledger_key       TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    UNIQUE (redeem_code_id, user_id)
+);
+CREATE INDEX redeem_code_claims_user ON redeem_code_claims(user_id, created_at);

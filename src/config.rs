@@ -506,6 +506,8 @@ pub struct BillingConfig {
     pub timeout_secs: u64,
     /// Attempts per Stripe API call (connection errors, 409, 429, 5xx are retried).
     pub max_attempts: u32,
+    /// Share (0..1) of an invitee's first paid package credits granted to the inviter.
+    pub invite_reward_rate: f64,
 }
 
 impl Default for BillingConfig {
@@ -520,6 +522,7 @@ impl Default for BillingConfig {
             webhook_tolerance_secs: 300,
             timeout_secs: 20,
             max_attempts: 3,
+            invite_reward_rate: 0.1,
         }
     }
 }
@@ -720,6 +723,9 @@ impl Config {
         self.validate_storage()?;
         if !matches!(self.billing.mode.as_str(), "simulated" | "stripe") {
             return bad("billing.mode", "expected \"simulated\" or \"stripe\"");
+        }
+        if !(0.0..=1.0).contains(&self.billing.invite_reward_rate) {
+            return bad("billing.invite_reward_rate", "must be between 0.0 and 1.0");
         }
         if self.billing.max_attempts == 0 || self.billing.timeout_secs == 0 {
             return bad(

@@ -227,6 +227,7 @@ fn checkout_completed(conn: &Connection, event: &Event, now: i64) -> Result<Outc
         Some(&event.id),
         "grant",
     )?;
+    super::growth::reward_inviter(conn, &user_id, package.credits, &grant_key, &event.id, now)?;
     let subscription_id = ev::id_of(s, "subscription");
     let invoice_id = ev::id_of(s, "invoice");
     let payment_intent = ev::id_of(s, "payment_intent");
@@ -524,6 +525,8 @@ fn charge_refunded(conn: &Connection, event: &Event, now: i64) -> Result<Outcome
     if let Some(bonus_key) = &payment.bonus_key {
         take(bonus_key, bonus_target - payment.bonus_reversed, "bonus")?;
     }
+    let share = (amount, refunded, full);
+    super::growth::reverse_invite_reward(conn, &payment.grant_key, share, charge_id, &event.id)?;
     bdb::record_refund(
         conn,
         &payment,

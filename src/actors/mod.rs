@@ -3,6 +3,7 @@
 pub mod billing;
 pub mod billing_apply;
 pub mod generator;
+pub mod growth;
 pub mod ledger;
 pub mod ledger_jobs;
 pub mod ledger_retry;

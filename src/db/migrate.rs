@@ -58,6 +58,11 @@ pub fn migrate_reporting(conn: &Connection) -> DbResult<Vec<i64>> {
         })?;
         applied.push(version);
     }
+    // Profiles created before invite codes existed get theirs (a no-op once done).
+    let given = super::growth::backfill_invite_codes(conn)?;
+    if given > 0 {
+        tracing::info!(users = given, "invite codes given to existing users");
+    }
     Ok(applied)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod growth;
 pub mod jobs;
 pub mod ledger;
 pub mod migrate;

@@ -7,6 +7,7 @@ mod auth;
 mod billing;
 mod extract;
 mod generate;
+mod growth;
 mod jobs;
 mod openapi;
 mod ops;
@@ -42,7 +43,7 @@ pub type State = Arc<AppState>;
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Each module's routes are boxed: one long chain of filter types overflows the
     // compiler's trait solver in release builds (E0275).
-    let groups: [BoxedFilter<(Response,)>; 10] = [
+    let groups: [BoxedFilter<(Response,)>; 11] = [
         ops::routes(state.clone()).boxed(),
         auth::routes(state.clone()).boxed(),
         account::routes(state.clone()).boxed(),
@@ -50,6 +51,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         generate::routes(state.clone()).boxed(),
         prompts::routes(state.clone()).boxed(),
         admin::routes(state.clone()).boxed(),
+        growth::routes(state.clone()).boxed(),
         storage::routes(state.clone()).boxed(),
         billing::routes(state.clone()).boxed(),
         web::routes(state.clone()).boxed(),

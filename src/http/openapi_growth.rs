@@ -1,0 +1,79 @@
+//! The document entries of accounts' growth: invite codes, redeem codes, packages.
+
+use serde_json::json;
+
+use super::{object, op, string, Op};
+
+fn code_body() -> serde_json::Value {
+    object(json!({"code": string()}), &["code"])
+}
+
+/// The operations of `http/growth.rs` and the package administration.
+pub(super) fn operations() -> Vec<Op> {
+    vec![
+        op(
+            "get",
+            "/v1/invite",
+            "growth",
+            "The caller's invite code, invitees and rewards",
+        ),
+        op(
+            "post",
+            "/v1/invite/bind",
+            "growth",
+            "Bind an invite code (once, before paying)",
+        )
+        .body(code_body())
+        .answers(object(
+            json!({"success": {"const": true}, "inviter_user_id": string()}),
+            &["success", "inviter_user_id"],
+        )),
+        op(
+            "post",
+            "/v1/redeem",
+            "growth",
+            "Claim a redeem code for purchased credits",
+        )
+        .body(code_body())
+        .answers(object(
+            json!({"success": {"const": true}, "claim_id": string(),
+                       "credits": {"type": "integer"}, "available": {"type": "integer"}}),
+            &["success", "claim_id", "credits"],
+        )),
+        op(
+            "post",
+            "/v1/admin/redeem-codes",
+            "admin",
+            "Create a redeem code",
+        )
+        .admin()
+        .body(object(
+            json!({"code": string(), "credit_amount": {"type": "integer", "minimum": 1},
+                       "max_uses": {"type": "integer", "minimum": 1, "default": 1},
+                       "expires_at": {"type": "string", "format": "date-time"},
+                       "active": {"type": "boolean", "default": true}, "note": string()}),
+            &["credit_amount"],
+        )),
+        op(
+            "get",
+            "/v1/admin/redeem-codes",
+            "admin",
+            "Redeem codes, newest first (limit)",
+        )
+        .admin(),
+        op(
+            "post",
+            "/v1/admin/redeem-codes/{id}/deactivate",
+            "admin",
+            "Deactivate a redeem code (by id or code)",
+        )
+        .admin(),
+        op(
+            "get",
+            "/v1/admin/invite-bindings",
+            "admin",
+            "Invite bindings and rewards (limit)",
+        )
+        .admin(),
+    ]
+}
