@@ -316,3 +316,20 @@ CREATE TABLE redeem_code_claims (
     UNIQUE (redeem_code_id, user_id)
 );
 CREATE INDEX redeem_code_claims_user ON redeem_code_claims(user_id, created_at);
+
+-- migration: 8
+-- Packages: one Stripe price id column per currency (copied from the old JSON map),
+-- and when a package was last edited. The rows themselves are kept: a migration never
+-- rewrites an operator's prices. A new database gets the reference's current set
+-- instead of the rows of migration 1 (db::packages::seed_defaults);
+-- `atelier packages reset-to-defaults` installs that set in an existing one.
+ALTER TABLE packages ADD COLUMN stripe_price_id TEXT;
+ALTER TABLE packages ADD COLUMN stripe_price_id_cny TEXT;
+ALTER TABLE packages ADD COLUMN stripe_price_id_hkd TEXT;
+ALTER TABLE packages ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+UPDATE packages SET
+    stripe_price_id     = NULLIF(json_extract(stripe_price_ids, '$.usd'), ''),
+    stripe_price_id_cny = NULLIF(json_extract(stripe_price_ids, '$.cny'), ''),
+    stripe_price_id_hkd = NULLIF(json_extract(stripe_price_ids, '$.hkd'), '')
+WHERE json_valid(stripe_price_ids);
+ALTER TABLE packages DROP COLUMN stripe_price_ids;

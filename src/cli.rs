@@ -38,6 +38,12 @@ pub enum Command {
     /// Billing tools: simulated Stripe events, package prices.
     #[command(subcommand)]
     Stripe(StripeCommand),
+    /// Redeem codes: create, list, deactivate.
+    #[command(subcommand)]
+    Codes(crate::cli_growth::CodesCommand),
+    /// The package list: list, set, add, reset-to-defaults.
+    #[command(subcommand)]
+    Packages(crate::cli_growth::PackagesCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -277,6 +283,8 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
         Command::Stripe(command) => stripe(command, config).await,
+        Command::Codes(command) => crate::cli_growth::codes(command, config).await,
+        Command::Packages(command) => crate::cli_growth::packages(command, config).await,
         Command::Audit => audit(config).await,
         Command::Backup(args) => {
             let db_path = config.database_path();

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod cli_growth;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -259,6 +259,23 @@ fn checkout_completed(conn: &Connection, event: &Event, now: i64) -> Result<Outc
             bonus = package.first_sub_bonus;
             bonus_key = Some(key);
         }
+    } else {
+        // The reference's first one-time purchase bonus: a pack's bonus, once per user.
+        let key = format!("stripe:first-purchase-bonus:{user_id}");
+        if package.first_sub_bonus > 0 && ldb::find_by_key(conn, &key)?.is_none() {
+            grant(
+                conn,
+                &user_id,
+                Bucket::Purchased,
+                package.first_sub_bonus,
+                &key,
+                Some("first purchase bonus"),
+                Some(&event.id),
+                "grant",
+            )?;
+            bonus = package.first_sub_bonus;
+            bonus_key = Some(key);
+        }
     }
     bdb::insert_payment(
         conn,

@@ -7,4 +7,5 @@ pub mod growth;
 pub mod ledger;
 pub mod ledger_jobs;
 pub mod ledger_retry;
+pub mod pricing;
 pub mod supervisor;

@@ -12,6 +12,7 @@ mod jobs;
 mod openapi;
 mod ops;
 mod paging;
+mod pricing;
 mod prompts;
 pub mod reply;
 mod sse;
@@ -43,7 +44,7 @@ pub type State = Arc<AppState>;
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Each module's routes are boxed: one long chain of filter types overflows the
     // compiler's trait solver in release builds (E0275).
-    let groups: [BoxedFilter<(Response,)>; 11] = [
+    let groups: [BoxedFilter<(Response,)>; 12] = [
         ops::routes(state.clone()).boxed(),
         auth::routes(state.clone()).boxed(),
         account::routes(state.clone()).boxed(),
@@ -52,6 +53,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         prompts::routes(state.clone()).boxed(),
         admin::routes(state.clone()).boxed(),
         growth::routes(state.clone()).boxed(),
+        pricing::routes(state.clone()).boxed(),
         storage::routes(state.clone()).boxed(),
         billing::routes(state.clone()).boxed(),
         web::routes(state.clone()).boxed(),

@@ -8,6 +8,18 @@ fn code_body() -> serde_json::Value {
     object(json!({"code": string()}), &["code"])
 }
 
+fn package_body() -> serde_json::Value {
+    let int = json!({"type": "integer"});
+    object(
+        json!({"name": string(), "type": {"enum": ["subscription", "one_time"]},
+               "price_usd_cents": int, "credits": int, "first_sub_bonus": int,
+               "is_popular": {"type": "boolean"}, "sort_order": int,
+               "active": {"type": "boolean"}, "stripe_price_id": string(),
+               "stripe_price_id_cny": string(), "stripe_price_id_hkd": string()}),
+        &[],
+    )
+}
+
 /// The operations of `http/growth.rs` and the package administration.
 pub(super) fn operations() -> Vec<Op> {
     vec![
@@ -73,6 +85,31 @@ pub(super) fn operations() -> Vec<Op> {
             "/v1/admin/invite-bindings",
             "admin",
             "Invite bindings and rewards (limit)",
+        )
+        .admin(),
+        op(
+            "get",
+            "/v1/admin/packages",
+            "admin",
+            "Every package with its Stripe price ids",
+        )
+        .admin(),
+        op("post", "/v1/admin/packages", "admin", "Add a package")
+            .admin()
+            .body(package_body()),
+        op(
+            "put",
+            "/v1/admin/packages/{id}",
+            "admin",
+            "Change a package (fields given)",
+        )
+        .admin()
+        .body(package_body()),
+        op(
+            "post",
+            "/v1/admin/packages/reset-to-defaults",
+            "admin",
+            "Put the default package set on sale; deactivate the others",
         )
         .admin(),
     ]
