@@ -267,6 +267,20 @@ CREATE TABLE refunds (
 CREATE INDEX refunds_user ON refunds(user_id, id);
 
 -- migration: 7
+-- A cancel is a state of the job: a unit that ends after it is released, never
+-- requeued or charged. Atelier's own idempotency keys (an operator's retry) live apart
+-- from the sellers' client_job_id, so a seller can never take one, and are never
+-- forgotten; the retries recorded so far move over.
+ALTER TABLE generation_jobs ADD COLUMN cancelled_at INTEGER;
+ALTER TABLE generation_jobs ADD COLUMN internal_key TEXT;
+UPDATE generation_jobs SET internal_key = client_job_id, client_job_id = NULL
+    WHERE client_job_id IS NOT NULL
+      AND client_job_id = 'retry:' ||
+          CASE WHEN json_valid(payload) THEN json_extract(payload, '$.retry_of') END;
+CREATE UNIQUE INDEX generation_jobs_internal_key ON generation_jobs(internal_key)
+    WHERE internal_key IS NOT NULL;
+
+-- migration: 8
 -- Growth: invite codes and their bindings, redeem codes and their claims. Every profile
 -- gets an 8-character invite code (new ones at creation; existing ones are backfilled
 -- at start, see db::growth::backfill_invite_codes). An invitee is bound at most once;
@@ -317,7 +331,7 @@ CREATE TABLE redeem_code_claims (
 );
 CREATE INDEX redeem_code_claims_user ON redeem_code_claims(user_id, created_at);
 
--- migration: 8
+-- migration: 9
 -- Packages: one Stripe price id column per currency (copied from the old JSON map),
 -- and when a package was last edited. The rows themselves are kept: a migration never
 -- rewrites an operator's prices. A new database gets the reference's current set

@@ -156,7 +156,7 @@ async fn an_existing_database_keeps_its_packages_until_reset_to_the_defaults() {
     // A database of the release before this one, with an operator's price id.
     {
         let conn = rusqlite::Connection::open(config.database_path()).unwrap();
-        atelier::db::migrate::migrate_to(&conn, 6).unwrap();
+        atelier::db::migrate::migrate_to(&conn, 7).unwrap();
         conn.execute(
             "UPDATE packages SET stripe_price_ids = '{\"usd\":\"price_old\",\"hkd\":\"price_old_hkd\"}'
              WHERE name = 'Starter'",
