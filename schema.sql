@@ -347,3 +347,24 @@ UPDATE packages SET
     stripe_price_id_hkd = NULLIF(json_extract(stripe_price_ids, '$.hkd'), '')
 WHERE json_valid(stripe_price_ids);
 ALTER TABLE packages DROP COLUMN stripe_price_ids;
+
+-- migration: 10
+-- E-mail waits here until the mailer actor has sent it: a request that causes a message
+-- only writes this row, so a slow or absent mail server never delays it. Failed sends are
+-- retried with a growing delay; after the last attempt the row stays `failed`.
+CREATE TABLE mail_outbox (
+    id               TEXT PRIMARY KEY,
+    to_addr          TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    locale           TEXT NOT NULL,
+    subject          TEXT NOT NULL,
+    text_body        TEXT NOT NULL,
+    html_body        TEXT NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sent', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    sent_at          INTEGER
+);
+CREATE INDEX mail_outbox_due ON mail_outbox(next_attempt_at) WHERE status = 'queued';

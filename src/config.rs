@@ -30,6 +30,7 @@ pub struct Config {
     pub generation: GenerationConfig,
     pub storage: StorageConfig,
     pub providers: ProvidersConfig,
+    pub mail: crate::mail::MailConfig,
     pub log: LogConfig,
     /// The model catalog; a `[[models]]` list in the file replaces the defaults whole.
     pub models: Vec<ModelEntry>,
@@ -48,6 +49,7 @@ impl Default for Config {
             generation: GenerationConfig::default(),
             storage: StorageConfig::default(),
             providers: ProvidersConfig::default(),
+            mail: crate::mail::MailConfig::default(),
             log: LogConfig::default(),
             models: crate::catalog::default_models(),
         }
@@ -724,6 +726,9 @@ impl Config {
         if !matches!(self.billing.mode.as_str(), "simulated" | "stripe") {
             return bad("billing.mode", "expected \"simulated\" or \"stripe\"");
         }
+        if let Err((key, why)) = self.mail.validate() {
+            return bad(key, why);
+        }
         if !(0.0..=1.0).contains(&self.billing.invite_reward_rate) {
             return bad("billing.invite_reward_rate", "must be between 0.0 and 1.0");
         }
@@ -798,6 +803,7 @@ impl Config {
             &mut shown.providers.openrouter.api_key,
             &mut shown.providers.gemini.api_key,
             &mut shown.providers.ark.api_key,
+            &mut shown.mail.smtp_password,
         ] {
             if !secret.trim().is_empty() {
                 *secret = "<hidden>".into();

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod fetch;
 pub mod generation;
 pub mod http;
+pub mod mail;
 pub mod ops;
 pub mod providers;
 pub mod storage;

@@ -7,5 +7,6 @@ pub mod growth;
 pub mod ledger;
 pub mod ledger_jobs;
 pub mod ledger_retry;
+pub mod mailer;
 pub mod pricing;
 pub mod supervisor;

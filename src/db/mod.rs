@@ -6,6 +6,7 @@ pub mod billing;
 pub mod growth;
 pub mod jobs;
 pub mod ledger;
+pub mod mail;
 pub mod migrate;
 pub mod packages;
 pub mod pool;

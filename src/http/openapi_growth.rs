@@ -25,6 +25,24 @@ pub(super) fn operations() -> Vec<Op> {
     vec![
         op(
             "get",
+            "/v1/admin/mail-outbox",
+            "admin",
+            "The mail outbox: latest messages and their state",
+        )
+        .admin(),
+        op(
+            "post",
+            "/v1/admin/mail/test",
+            "admin",
+            "Queue a test message",
+        )
+        .admin()
+        .body(object(
+            json!({"to": string(), "locale": {"enum": ["en", "zh"]}}),
+            &["to"],
+        )),
+        op(
+            "get",
             "/v1/invite",
             "growth",
             "The caller's invite code, invitees and rewards",
