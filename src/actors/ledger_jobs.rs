@@ -270,12 +270,7 @@ pub fn settle_attempt(
                 error: None,
                 run_after: None,
             };
-            let done = jobs::end_attempt(conn, task_id, attempt, &end, now)?;
-            if done {
-                release(conn, &task, now)?;
-                movement = Some("release");
-            }
-            done
+            end_and_release(conn, &task, attempt, &end, now, &mut movement)?
         }
         NextStep::Succeed => {
             let result = match outcome {
@@ -328,12 +323,7 @@ pub fn settle_attempt(
                 error: Some((code.as_str(), &message)),
                 run_after: None,
             };
-            let done = jobs::end_attempt(conn, task_id, attempt, &end, now)?;
-            if done {
-                release(conn, &task, now)?;
-                movement = Some("release");
-            }
-            done
+            end_and_release(conn, &task, attempt, &end, now, &mut movement)?
         }
     };
     if !applied {
@@ -403,6 +393,24 @@ pub fn fail_unroutable(conn: &Connection, known: &[String]) -> Result<Vec<String
         refresh_job(conn, job_id, now)?;
     }
     Ok(changed)
+}
+
+/// Ends a running attempt as failed or cancelled and gives its hold back; false (and
+/// nothing released) when the attempt was no longer current.
+fn end_and_release(
+    conn: &Connection,
+    task: &Task,
+    attempt: i64,
+    end: &AttemptEnd<'_>,
+    now: i64,
+    movement: &mut Option<&'static str>,
+) -> Result<bool, ApiError> {
+    let done = jobs::end_attempt(conn, &task.id, attempt, end, now)?;
+    if done {
+        release(conn, task, now)?;
+        *movement = Some("release");
+    }
+    Ok(done)
 }
 
 fn outcome_error(outcome: &UnitOutcome) -> (&'static str, String) {
