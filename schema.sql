@@ -306,3 +306,92 @@ CREATE TABLE alipay_orders (
 );
 CREATE INDEX alipay_orders_user ON alipay_orders(user_id, created_at);
 CREATE INDEX alipay_orders_pending ON alipay_orders(status, expires_at);
+
+-- migration: 9
+-- Growth: invite codes and their bindings, redeem codes and their claims. Every profile
+-- gets an 8-character invite code (new ones at creation; existing ones are backfilled
+-- at start, see db::growth::backfill_invite_codes). An invitee is bound at most once;
+-- the inviter's reward (the binding's rate × the package's credits) is granted with the
+-- invitee's first paid checkout, in the same transaction, and reversed with its refund.
+ALTER TABLE users ADD COLUMN invite_code TEXT;
+CREATE UNIQUE INDEX users_invite_code ON users(invite_code) WHERE invite_code IS NOT NULL;
+
+CREATE TABLE referral_bindings (
+    id               TEXT PRIMARY KEY,
+    inviter_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    invitee_id       TEXT NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE,
+    code             TEXT NOT NULL,               -- the code as bound
+    reward_rate      REAL NOT NULL,               -- share of the package's credits
+    created_at       INTEGER NOT NULL,
+    rewarded_at      INTEGER,
+    reward_credits   INTEGER NOT NULL DEFAULT 0,
+    reward_key       TEXT,                        -- ledger key of the inviter's grant
+    reward_for       TEXT,                        -- ledger key of the invitee's grant it came with
+    reward_reversed  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX referral_bindings_inviter ON referral_bindings(inviter_id, created_at);
+CREATE INDEX referral_bindings_reward_for ON referral_bindings(reward_for)
+    WHERE reward_for IS NOT NULL;
+
+CREATE TABLE redeem_codes (
+    id             TEXT PRIMARY KEY,
+    code           TEXT NOT NULL UNIQUE,          -- upper case
+    credit_amount  INTEGER NOT NULL CHECK (credit_amount > 0),
+    max_uses       INTEGER NOT NULL DEFAULT 1 CHECK (max_uses > 0),
+    used_count     INTEGER NOT NULL DEFAULT 0 CHECK (used_count >= 0 AND used_count <= max_uses),
+    expires_at     INTEGER,
+    active         INTEGER NOT NULL DEFAULT 1,
+    note           TEXT,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+
+CREATE TABLE redeem_code_claims (
+    id               TEXT PRIMARY KEY,
+    redeem_code_id   TEXT NOT NULL REFERENCES redeem_codes(id) ON DELETE CASCADE,
+    user_id          TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    code             TEXT NOT NULL,
+    credited_amount  INTEGER NOT NULL CHECK (credited_amount > 0),
+    ledger_key       TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    UNIQUE (redeem_code_id, user_id)
+);
+CREATE INDEX redeem_code_claims_user ON redeem_code_claims(user_id, created_at);
+
+-- migration: 10
+-- Packages: one Stripe price id column per currency (copied from the old JSON map),
+-- and when a package was last edited. The rows themselves are kept: a migration never
+-- rewrites an operator's prices. A new database gets the reference's current set
+-- instead of the rows of migration 1 (db::packages::seed_defaults);
+-- `atelier packages reset-to-defaults` installs that set in an existing one.
+ALTER TABLE packages ADD COLUMN stripe_price_id TEXT;
+ALTER TABLE packages ADD COLUMN stripe_price_id_cny TEXT;
+ALTER TABLE packages ADD COLUMN stripe_price_id_hkd TEXT;
+ALTER TABLE packages ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+UPDATE packages SET
+    stripe_price_id     = NULLIF(json_extract(stripe_price_ids, '$.usd'), ''),
+    stripe_price_id_cny = NULLIF(json_extract(stripe_price_ids, '$.cny'), ''),
+    stripe_price_id_hkd = NULLIF(json_extract(stripe_price_ids, '$.hkd'), '')
+WHERE json_valid(stripe_price_ids);
+ALTER TABLE packages DROP COLUMN stripe_price_ids;
+
+-- migration: 11
+-- E-mail waits here until the mailer actor has sent it: a request that causes a message
+-- only writes this row, so a slow or absent mail server never delays it. Failed sends are
+-- retried with a growing delay; after the last attempt the row stays `failed`.
+CREATE TABLE mail_outbox (
+    id               TEXT PRIMARY KEY,
+    to_addr          TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    locale           TEXT NOT NULL,
+    subject          TEXT NOT NULL,
+    text_body        TEXT NOT NULL,
+    html_body        TEXT NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sent', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    sent_at          INTEGER
+);
+CREATE INDEX mail_outbox_due ON mail_outbox(next_attempt_at) WHERE status = 'queued';

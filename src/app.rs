@@ -64,6 +64,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The queue's signs of life, for the stall and acceptance alarms.
     pub health: Arc<QueueHealth>,
+    /// Drains the mail outbox; wake it after queueing a message.
+    pub mailer: ActorRef<crate::actors::mailer::MailMsg>,
+    /// `smtp` or `file`.
+    pub mail_transport: &'static str,
 }
 
 /// Why the server could not start.
@@ -146,6 +150,12 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         health: &health,
     };
     let supervisor = spawn_queue(&config, queue).await?;
+    let mail = crate::mail::Mailer::from_config(&config.mail, &config.data.dir)
+        .map_err(|e| StartError(format!("mail: {e}")))?;
+    let mail_transport = mail.transport();
+    let mailer = crate::actors::mailer::spawn(db.clone(), Arc::new(mail), config.mail.clone())
+        .await
+        .map_err(|e| StartError(format!("mail: {e}")))?;
     Ok(Arc::new(AppState {
         config,
         db,
@@ -161,6 +171,8 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         upload_signer: UploadSigner::new(&secret),
         metrics,
         health,
+        mailer,
+        mail_transport,
     }))
 }
 
@@ -292,6 +304,7 @@ impl RunningApp {
         let _ = (&mut self.server).await;
         drain_queue(&self.state).await;
         self.state.supervisor.stop(None);
+        self.state.mailer.stop(None);
         self.state.billing.stop();
         self.state.ledger.stop();
     }

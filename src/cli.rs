@@ -42,6 +42,12 @@ pub enum Command {
     /// Alipay tools: reconcile pending orders with `alipay.trade.query`.
     #[command(subcommand)]
     Alipay(AlipayCommand),
+    /// Redeem codes: create, list, deactivate.
+    #[command(subcommand)]
+    Codes(crate::cli_growth::CodesCommand),
+    /// The package list: list, set, add, reset-to-defaults.
+    #[command(subcommand)]
+    Packages(crate::cli_growth::PackagesCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -301,6 +307,8 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             println!("alipay reconcile: {paid} paid, {expired} expired");
             Ok(())
         }
+        Command::Codes(command) => crate::cli_growth::codes(command, config).await,
+        Command::Packages(command) => crate::cli_growth::packages(command, config).await,
         Command::Audit => audit(config).await,
         Command::Backup(args) => {
             let db_path = config.database_path();

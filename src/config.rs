@@ -30,6 +30,7 @@ pub struct Config {
     pub generation: GenerationConfig,
     pub storage: StorageConfig,
     pub providers: ProvidersConfig,
+    pub mail: crate::mail::MailConfig,
     pub log: LogConfig,
     /// The model catalog; a `[[models]]` list in the file replaces the defaults whole.
     pub models: Vec<ModelEntry>,
@@ -48,6 +49,7 @@ impl Default for Config {
             generation: GenerationConfig::default(),
             storage: StorageConfig::default(),
             providers: ProvidersConfig::default(),
+            mail: crate::mail::MailConfig::default(),
             log: LogConfig::default(),
             models: crate::catalog::default_models(),
         }
@@ -506,6 +508,8 @@ pub struct BillingConfig {
     pub timeout_secs: u64,
     /// Attempts per Stripe API call (connection errors, 409, 429, 5xx are retried).
     pub max_attempts: u32,
+    /// Share (0..1) of an invitee's first paid package credits granted to the inviter.
+    pub invite_reward_rate: f64,
     /// `[billing.alipay]`: Alipay direct (simulated while unset).
     pub alipay: AlipayConfig,
 }
@@ -585,6 +589,7 @@ impl Default for BillingConfig {
             timeout_secs: 20,
             max_attempts: 3,
             alipay: AlipayConfig::default(),
+            invite_reward_rate: 0.1,
         }
     }
 }
@@ -786,6 +791,12 @@ impl Config {
         if !matches!(self.billing.mode.as_str(), "simulated" | "stripe") {
             return bad("billing.mode", "expected \"simulated\" or \"stripe\"");
         }
+        if let Err((key, why)) = self.mail.validate() {
+            return bad(key, why);
+        }
+        if !(0.0..=1.0).contains(&self.billing.invite_reward_rate) {
+            return bad("billing.invite_reward_rate", "must be between 0.0 and 1.0");
+        }
         if self.billing.max_attempts == 0 || self.billing.timeout_secs == 0 {
             return bad(
                 "billing.max_attempts",
@@ -859,6 +870,7 @@ impl Config {
             &mut shown.providers.openrouter.api_key,
             &mut shown.providers.gemini.api_key,
             &mut shown.providers.ark.api_key,
+            &mut shown.mail.smtp_password,
         ] {
             if !secret.trim().is_empty() {
                 *secret = "<hidden>".into();

@@ -20,6 +20,7 @@ use serde_json::json;
 #[tokio::test]
 async fn simulated_checkout_pay_grants_credits() {
     let app = common::spawn_app().await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let body = json!({"packageId": STARTER_PACK, "returnTo": "/studio"});
     let res = app
@@ -101,6 +102,7 @@ async fn simulated_checkout_pay_grants_credits() {
 #[tokio::test]
 async fn simulated_subscription_and_cancel() {
     let app = common::spawn_app().await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let res = app
         .call("create-portal-session", &user.access_token, &json!({}))
@@ -173,6 +175,7 @@ async fn simulated_subscription_and_cancel() {
 #[tokio::test]
 async fn checkout_requests_are_validated() {
     let app = common::spawn_app().await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let token = &user.access_token;
     let cases = [
@@ -453,6 +456,7 @@ async fn stripe_failures_answer_502_and_retries_keep_the_key() {
         c.billing.max_attempts = 2;
     })
     .await;
+    fixture_packages(&down);
     let db = &down.running.as_ref().unwrap().state.db;
     db.transaction(|conn| packages::set_stripe_price(conn, STARTER_PACK, "usd", "price_x"))
         .unwrap();
@@ -478,6 +482,7 @@ async fn a_timed_out_checkout_is_retried_with_the_same_key() {
         c.billing.max_attempts = 4;
     })
     .await;
+    fixture_packages(&app);
     let db = &app.running.as_ref().unwrap().state.db;
     db.transaction(|conn| packages::set_stripe_price(conn, STARTER_PACK, "usd", "price_x"))
         .unwrap();

@@ -1,7 +1,8 @@
 //! `atelier stripe …` run as an operator would, in a fresh directory: triggered events go
 //! through the webhook code and leave a clean audit.
 
-const STARTER_PACK: &str = "0190a000-0000-7000-8000-000000000004";
+/// `topup_5` of the default packages (1250 credits for $5).
+const STARTER_PACK: &str = "0190a000-0000-7000-8000-000000000101";
 
 // ------------------------------------------------------------------ command line
 
@@ -55,7 +56,7 @@ fn cli_trigger_checkout_and_refund() {
         "--email",
         email,
         "--package",
-        "Starter Pack",
+        "topup_5",
     ]);
     let session = out
         .split("session ")
@@ -64,7 +65,7 @@ fn cli_trigger_checkout_and_refund() {
         .unwrap()
         .to_string();
     assert!(session.starts_with("cs_sim_"), "{out}");
-    assert_eq!(available(&run(&["user", "list"]), email), 280);
+    assert_eq!(available(&run(&["user", "list"]), email), 30 + 1250);
     run(&[
         "stripe",
         "trigger",
@@ -74,7 +75,7 @@ fn cli_trigger_checkout_and_refund() {
         "--amount",
         "200",
     ]);
-    assert_eq!(available(&run(&["user", "list"]), email), 280 - 100);
+    assert_eq!(available(&run(&["user", "list"]), email), 30 + 1250 - 500);
     run(&[
         "stripe",
         "trigger",
@@ -128,15 +129,12 @@ fn cli_trigger_subscription_events() {
         "--email",
         email,
         "--package",
-        "Starter",
+        "monthly",
     ]);
-    assert_eq!(available(&run(&["user", "list"]), email), 30 + 250 + 25);
+    assert_eq!(available(&run(&["user", "list"]), email), 30 + 2600);
     let out = run(&["stripe", "trigger", "invoice.paid", "--email", email]);
     assert!(out.contains("in_sim_"), "{out}");
-    assert_eq!(
-        available(&run(&["user", "list"]), email),
-        30 + 250 + 25 + 250
-    );
+    assert_eq!(available(&run(&["user", "list"]), email), 30 + 2600 + 2600);
     run(&[
         "stripe",
         "trigger",

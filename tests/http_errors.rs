@@ -600,19 +600,30 @@ async fn packages_lists_the_six_defaults() {
     let mut sorted = order.clone();
     sorted.sort();
     assert_eq!(order, sorted, "packages not in sort_order");
-    let starter = packages
+    // The reference's current set (20260307233500_refresh_pricing_packages.sql).
+    let figures: Vec<(String, String, f64, i64, i64, bool)> = packages
         .iter()
-        .find(|p| p["name"] == "Starter")
-        .expect("Starter");
-    assert_eq!(starter["type"], "subscription");
-    assert_eq!(starter["price_usd"].as_f64(), Some(5.0));
-    assert_eq!(starter["credits"], 250);
-    assert_eq!(starter["first_sub_bonus"], 25);
-    let credits: Vec<i64> = packages
-        .iter()
-        .map(|p| p["credits"].as_i64().unwrap())
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["type"].as_str().unwrap().to_string(),
+                p["price_usd"].as_f64().unwrap(),
+                p["credits"].as_i64().unwrap(),
+                p["first_sub_bonus"].as_i64().unwrap(),
+                p["is_popular"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(credits, vec![250, 1200, 7000, 250, 1200, 7000]);
+    let expected = [
+        ("topup_5", "one_time", 5.0, 1250, 0, false),
+        ("topup_15", "one_time", 15.0, 3750, 0, false),
+        ("topup_30", "one_time", 30.0, 7500, 0, false),
+        ("monthly", "subscription", 9.9, 2600, 0, false),
+        ("quarterly", "subscription", 27.9, 7700, 0, false),
+        ("yearly", "subscription", 99.0, 29100, 0, true),
+    ]
+    .map(|(n, t, p, c, b, pop)| (n.to_string(), t.to_string(), p, c, b, pop));
+    assert_eq!(figures, expected);
 }
 
 /// `get-public-config` answers GET and POST without auth, with the signup bonus and the

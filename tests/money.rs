@@ -104,6 +104,7 @@ async fn a_refund_of_held_credits_sticks_after_the_cancel() {
         c.providers.local.concurrency = 1;
     })
     .await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     buy_pack(&app, &user, "cs_h1").await;
     assert_eq!(app.credits(&user.access_token).await["available"], 280);
@@ -149,6 +150,7 @@ async fn a_refund_of_held_credits_sticks_after_the_cancel() {
 #[tokio::test]
 async fn every_credit_that_arrives_pays_debt_first() {
     let app = spawn_app_with(|c| money_config(c, 1)).await;
+    fixture_packages(&app);
     let admin = app.new_admin().await;
     let user = app.new_user().await;
     buy_pack(&app, &user, "cs_d1").await;
@@ -185,6 +187,7 @@ async fn cancel_stops_a_running_unit_from_being_retried() {
         c.queue.backoff_base_ms = 10;
     })
     .await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let body = json!({"model": "local", "prompt": "a mug", "imageCount": 2,
                       "productImage": common::small_png()});
@@ -215,6 +218,7 @@ async fn a_success_that_reports_after_the_cancel_is_released() {
         c.providers.local.delay_ms = 600;
     })
     .await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let body = json!({"model": "local", "prompt": "a mug", "productImage": common::small_png()});
     let job_id = app
@@ -244,6 +248,7 @@ async fn a_cancelled_job_is_not_requeued_when_its_lease_is_recovered() {
         c.providers.local.delay_ms = 1500;
     };
     let app = spawn_app_with(tweak).await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let body = json!({"model": "local", "prompt": "a mug", "productImage": common::small_png()});
     let job_id = app
@@ -278,6 +283,7 @@ async fn restart(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Tes
 #[tokio::test]
 async fn an_admin_key_reused_with_another_body_is_a_conflict() {
     let app = spawn_app_with(|c| money_config(c, 1)).await;
+    fixture_packages(&app);
     let admin = app.new_admin().await;
     let user = app.new_user().await;
     let body = json!({"user_id": user.id, "amount": 10, "reason": "goodwill",
@@ -302,6 +308,7 @@ async fn an_admin_key_reused_with_another_body_is_a_conflict() {
 #[tokio::test]
 async fn the_cli_and_the_api_share_the_operators_key_namespace() {
     let app = spawn_app_with(|c| money_config(c, 1)).await;
+    fixture_packages(&app);
     let admin = app.new_admin().await;
     let user = app.new_user().await;
     let config_path = app.data_dir.join("cli.toml");
@@ -375,6 +382,7 @@ async fn a_seller_cannot_block_an_admin_retry() {
         c.providers.local.fail_kind = "permanent".into();
     })
     .await;
+    fixture_packages(&app);
     let admin = app.new_admin().await;
     let user = app.new_user().await;
     let body = json!({"model": "local", "prompt": "a mug", "productImage": common::small_png()});
@@ -435,6 +443,7 @@ async fn a_seller_cannot_block_an_admin_retry() {
 #[tokio::test]
 async fn admin_amounts_are_range_checked() {
     let app = spawn_app_with(|c| money_config(c, 1)).await;
+    fixture_packages(&app);
     let admin = app.new_admin().await;
     let user = app.new_user().await;
     let before = ledger_len(&app, &user).await;
@@ -488,6 +497,7 @@ async fn admin_amounts_are_range_checked() {
 #[tokio::test]
 async fn huge_unit_counts_are_refused_before_any_work() {
     let app = spawn_app_with(|c| money_config(c, 1)).await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let token = &user.access_token;
     let started = Instant::now();
@@ -537,6 +547,7 @@ async fn units_of_a_provider_that_is_gone_fail_and_release() {
         c.providers.local.concurrency = 1;
     };
     let app = spawn_app_with(tweak).await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let body = json!({"model": "local", "prompt": "a mug", "imageCount": 3,
                       "productImage": common::small_png()});
@@ -568,6 +579,7 @@ async fn units_of_a_provider_that_is_gone_fail_and_release() {
 #[tokio::test]
 async fn a_client_retry_that_bumps_its_attempt_replays_the_job() {
     let app = spawn_app_with(|c| money_config(c, 1)).await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let body = json!({"model": "local", "prompt": "a mug", "productImage": common::small_png(),
                       "client_job_id": "ui-1", "fe_attempt": 1, "trace_id": "t-1"});
@@ -594,6 +606,7 @@ async fn a_client_retry_that_bumps_its_attempt_replays_the_job() {
 #[tokio::test]
 async fn a_renewal_refund_in_the_newer_stripe_shape_is_applied() {
     let app = spawn_app_with(|c| money_config(c, 1)).await;
+    fixture_packages(&app);
     let admin = app.new_admin().await;
     let user = app.new_user().await;
     deliver_ok(
@@ -704,6 +717,7 @@ async fn a_units_timeout_covers_its_wait_for_a_provider_slot() {
         c.queue.max_attempts = 1;
     })
     .await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let body = json!({"model": "local", "prompt": "a mug", "imageCount": 2,
                       "productImage": common::small_png()});

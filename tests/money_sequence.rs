@@ -336,6 +336,7 @@ async fn a_seeded_random_sequence_keeps_every_money_invariant() {
         .unwrap_or(2000);
     println!("money sequence: seed {seed}, {steps} steps (MONEY_SEED={seed} replays it)");
     let app = common::spawn_app_with(|c| tweak(c, seed)).await;
+    fixture_packages(&app);
     let admin = app.new_admin().await;
     let mut sellers = Vec::new();
     for _ in 0..SELLERS {

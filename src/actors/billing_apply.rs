@@ -229,6 +229,7 @@ fn checkout_completed(conn: &Connection, event: &Event, now: i64) -> Result<Outc
         Some(&event.id),
         "grant",
     )?;
+    super::growth::reward_inviter(conn, &user_id, package.credits, &grant_key, &event.id, now)?;
     let subscription_id = ev::id_of(s, "subscription");
     let invoice_id = ev::id_of(s, "invoice");
     let payment_intent = ev::id_of(s, "payment_intent");
@@ -254,6 +255,23 @@ fn checkout_completed(conn: &Connection, event: &Event, now: i64) -> Result<Outc
                 package.first_sub_bonus,
                 &key,
                 Some("first subscription bonus"),
+                Some(&event.id),
+                "grant",
+            )?;
+            bonus = package.first_sub_bonus;
+            bonus_key = Some(key);
+        }
+    } else {
+        // The reference's first one-time purchase bonus: a pack's bonus, once per user.
+        let key = format!("stripe:first-purchase-bonus:{user_id}");
+        if package.first_sub_bonus > 0 && ldb::find_by_key(conn, &key)?.is_none() {
+            grant(
+                conn,
+                &user_id,
+                Bucket::Purchased,
+                package.first_sub_bonus,
+                &key,
+                Some("first purchase bonus"),
                 Some(&event.id),
                 "grant",
             )?;
@@ -566,6 +584,8 @@ fn charge_refunded(conn: &Connection, event: &Event, now: i64) -> Result<Outcome
     if let Some(bonus_key) = &payment.bonus_key {
         take(bonus_key, bonus_target - payment.bonus_reversed, "bonus")?;
     }
+    let share = (amount, refunded, full);
+    super::growth::reverse_invite_reward(conn, &payment.grant_key, share, charge_id, &event.id)?;
     bdb::record_refund(
         conn,
         &payment,

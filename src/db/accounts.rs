@@ -57,6 +57,7 @@ pub fn insert_user(conn: &Connection, user: &User, password_hash: &str) -> DbRes
         "INSERT INTO credit_accounts (user_id, updated_at) VALUES (?1, ?2)",
         params![user.id, user.created_at],
     )?;
+    super::growth::assign_invite_code(conn, &user.id)?;
     Ok(())
 }
 

@@ -37,6 +37,30 @@ pub fn migrate(conn: &Connection) -> DbResult<()> {
 
 /// [`migrate`], returning the versions it applied (empty when already current).
 pub fn migrate_reporting(conn: &Connection) -> DbResult<Vec<i64>> {
+    let fresh = current_version(conn)? == 0;
+    let applied = migrate_to(conn, latest_version())?;
+    if fresh && !applied.is_empty() {
+        // A new database sells the current default packages; an existing one keeps its own.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        match super::packages::seed_defaults(conn, crate::domain::time::now_ms()) {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(err) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(err);
+            }
+        }
+    }
+    // Profiles created before invite codes existed get theirs (a no-op once done).
+    let given = super::growth::backfill_invite_codes(conn)?;
+    if given > 0 {
+        tracing::info!(users = given, "invite codes given to existing users");
+    }
+    Ok(applied)
+}
+
+/// Applies the migrations up to `target` only (tests build databases of older versions
+/// with it); returns the versions applied.
+pub fn migrate_to(conn: &Connection, target: i64) -> DbResult<Vec<i64>> {
     let current = current_version(conn)?;
     if current > latest_version() {
         return Err(DbError::Other(format!(
@@ -46,7 +70,7 @@ pub fn migrate_reporting(conn: &Connection) -> DbResult<Vec<i64>> {
     }
     let mut applied = Vec::new();
     for (version, sql) in migrations() {
-        if version <= current {
+        if version <= current || version > target {
             continue;
         }
         conn.execute_batch(&format!(

@@ -4,8 +4,10 @@
 pub mod accounts;
 pub mod alipay;
 pub mod billing;
+pub mod growth;
 pub mod jobs;
 pub mod ledger;
+pub mod mail;
 pub mod migrate;
 pub mod packages;
 pub mod pool;

@@ -90,6 +90,16 @@ error_codes! {
     RATE_LIMIT_EXCEEDED => (429, "Too many requests; try again later"),
     TOO_MANY_ACTIVE_JOBS => (429, "Too many active jobs of this type"),
     DAILY_ANALYSIS_LIMIT_EXCEEDED => (429, "Daily analysis limit reached"),
+    // Growth: invite and redeem codes
+    INVALID_CODE => (400, "A code is required"),
+    CODE_NOT_FOUND => (404, "No such code"),
+    ALREADY_BOUND => (409, "An invite code is already bound to this account"),
+    PAID_USER_NOT_ALLOWED => (403, "Accounts that have paid cannot bind an invite code"),
+    SELF_BIND_NOT_ALLOWED => (400, "You cannot bind your own invite code"),
+    CODE_INACTIVE => (400, "This code is no longer active"),
+    CODE_EXPIRED => (400, "This code has expired"),
+    CODE_EXHAUSTED => (409, "This code has been used up"),
+    ALREADY_CLAIMED => (409, "You have already claimed this code"),
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -214,7 +224,7 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(*code));
         }
-        assert_eq!(ErrorCode::ALL.len(), 42);
+        assert_eq!(ErrorCode::ALL.len(), 51);
     }
 
     #[test]

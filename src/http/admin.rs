@@ -163,7 +163,7 @@ async fn retry_job(state: State, id: String, req: Request) -> Response {
 }
 
 /// The signed-in user if an admin; 401 without a valid token, 403 otherwise.
-async fn require_admin(state: &State, req: &Request) -> Result<User, ApiError> {
+pub(super) async fn require_admin(state: &State, req: &Request) -> Result<User, ApiError> {
     let user = authenticate(state, req).await?;
     if !user.is_admin() {
         return Err(ApiError::with_message(

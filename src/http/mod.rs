@@ -8,10 +8,13 @@ mod auth;
 mod billing;
 mod extract;
 mod generate;
+mod growth;
 mod jobs;
+mod mail;
 mod openapi;
 mod ops;
 mod paging;
+mod pricing;
 mod prompts;
 pub mod reply;
 mod sse;
@@ -43,7 +46,7 @@ pub type State = Arc<AppState>;
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Each module's routes are boxed: one long chain of filter types overflows the
     // compiler's trait solver in release builds (E0275).
-    let groups: [BoxedFilter<(Response,)>; 11] = [
+    let groups: [BoxedFilter<(Response,)>; 14] = [
         ops::routes(state.clone()).boxed(),
         auth::routes(state.clone()).boxed(),
         account::routes(state.clone()).boxed(),
@@ -51,6 +54,9 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         generate::routes(state.clone()).boxed(),
         prompts::routes(state.clone()).boxed(),
         admin::routes(state.clone()).boxed(),
+        growth::routes(state.clone()).boxed(),
+        pricing::routes(state.clone()).boxed(),
+        mail::routes(state.clone()).boxed(),
         storage::routes(state.clone()).boxed(),
         billing::routes(state.clone()).boxed(),
         alipay::routes(state.clone()).boxed(),

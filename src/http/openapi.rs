@@ -4,6 +4,9 @@
 
 use serde_json::{json, Map, Value};
 
+#[path = "openapi_growth.rs"]
+mod growth;
+
 /// How an operation authenticates.
 #[derive(Clone, Copy)]
 enum Auth {
@@ -563,7 +566,7 @@ fn operation_json(op: &Op) -> Value {
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for op in operations() {
+    for op in operations().into_iter().chain(growth::operations()) {
         let entry = paths
             .entry(op.path.to_string())
             .or_insert_with(|| json!({}));

@@ -13,9 +13,97 @@ pub const PRO_SUB: &str = "0190a000-0000-7000-8000-000000000002";
 pub const STARTER_PACK: &str = "0190a000-0000-7000-8000-000000000004";
 pub const PRO_PACK: &str = "0190a000-0000-7000-8000-000000000005";
 
+/// The package set the billing tests are written against (Atelier's first defaults,
+/// with first-subscription bonuses), put on sale the way an operator would.
+pub fn fixture_packages(app: &TestApp) {
+    let set: Vec<packages::Package> = [
+        (
+            STARTER_SUB,
+            "Starter",
+            "subscription",
+            500,
+            250,
+            25,
+            false,
+            1,
+        ),
+        (
+            PRO_SUB,
+            "Professional",
+            "subscription",
+            2000,
+            1200,
+            120,
+            true,
+            2,
+        ),
+        (
+            "0190a000-0000-7000-8000-000000000003",
+            "Enterprise",
+            "subscription",
+            10000,
+            7000,
+            700,
+            false,
+            3,
+        ),
+        (
+            STARTER_PACK,
+            "Starter Pack",
+            "one_time",
+            500,
+            250,
+            0,
+            false,
+            4,
+        ),
+        (
+            PRO_PACK,
+            "Professional Pack",
+            "one_time",
+            2000,
+            1200,
+            0,
+            true,
+            5,
+        ),
+        (
+            "0190a000-0000-7000-8000-000000000006",
+            "Enterprise Pack",
+            "one_time",
+            10000,
+            7000,
+            0,
+            false,
+            6,
+        ),
+    ]
+    .into_iter()
+    .map(
+        |(id, name, kind, price, credits, bonus, popular, sort)| packages::Package {
+            id: id.into(),
+            name: name.into(),
+            kind: kind.into(),
+            price_usd_cents: price,
+            credits,
+            first_sub_bonus: bonus,
+            is_popular: popular,
+            sort_order: sort,
+            active: true,
+            ..Default::default()
+        },
+    )
+    .collect();
+    let db = &app.running.as_ref().unwrap().state.db;
+    db.transaction(|conn| packages::replace_active_set(conn, &set, 1))
+        .expect("fixture packages");
+}
+
 /// Simulated mode with a known webhook secret, so tests can sign events.
 pub async fn simulated_app() -> TestApp {
-    spawn_app_with(|c| c.billing.webhook_secret = Some(WEBHOOK_SECRET.into())).await
+    let app = spawn_app_with(|c| c.billing.webhook_secret = Some(WEBHOOK_SECRET.into())).await;
+    fixture_packages(&app);
+    app
 }
 
 pub fn stripe_config(c: &mut Config, fake: &FakeStripe) {
@@ -30,6 +118,7 @@ pub fn stripe_config(c: &mut Config, fake: &FakeStripe) {
 pub async fn stripe_app() -> (TestApp, FakeStripe) {
     let fake = fake_stripe::start().await;
     let app = spawn_app_with(|c| stripe_config(c, &fake)).await;
+    fixture_packages(&app);
     let db = &app.running.as_ref().unwrap().state.db;
     for (id, currency, price) in [
         (STARTER_SUB, "usd", "price_starter_usd"),
