@@ -54,9 +54,14 @@ async fn an_image_job_sends_the_documented_request_and_keeps_the_final_image() {
     assert_eq!(job["status"], "success", "{job}");
     assert_eq!(job["cost_amount"], 30);
     let image = &job["result_data"]["images"][0];
+    // 896×1120 is over the 1K edge: scaled to 819×1024 (reference L4612–4620).
     assert_eq!(
         app.image_size(image["url"].as_str().unwrap()).await,
-        (896, 1120)
+        (819, 1024)
+    );
+    assert_eq!(
+        job["result_data"]["actual_size"],
+        json!({"w": 896, "h": 1120})
     );
     assert_eq!(
         app.credits(&user.access_token).await["available"],

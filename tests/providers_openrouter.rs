@@ -37,7 +37,7 @@ async fn run_image(app: &TestApp, user: &TestUser, body: &Value) -> Value {
         .await
 }
 
-/// A successful job: the image is stored at the model's size, charged once, and the fake
+/// A successful job: the image is stored at the requested edge, charged once, and the fake
 /// saw exactly the request OpenRouter documents for image generation.
 #[tokio::test]
 async fn an_image_job_sends_the_documented_request_and_stores_the_image() {
@@ -50,13 +50,20 @@ async fn an_image_job_sends_the_documented_request_and_stores_the_image() {
     assert_eq!(job["status"], "success", "{job}");
     assert_eq!(job["cost_amount"], 30, "{job}");
     let image = &job["result_data"]["images"][0];
+    // 1344×768 is over the 1K edge: delivered at 1024×585 as the reference does
+    // (process-generation-job/index.ts L4612–4620).
     assert_eq!(
         (image["width"].as_u64(), image["height"].as_u64()),
-        (Some(1344), Some(768))
+        (Some(1024), Some(585))
+    );
+    assert_eq!(job["result_data"]["size_status"], "normalized_down");
+    assert_eq!(
+        job["result_data"]["actual_size"],
+        json!({"w": 1344, "h": 768})
     );
     assert_eq!(
         app.image_size(image["url"].as_str().unwrap()).await,
-        (1344, 768)
+        (1024, 585)
     );
 
     let calls = fake.calls();

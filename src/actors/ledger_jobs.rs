@@ -12,6 +12,7 @@ use crate::db::ledger::{self, NewEntry};
 use crate::db::{accounts, new_id};
 use crate::domain::credits::Deltas;
 use crate::domain::jobs::{job_end, JobType, NextStep, RetryPolicy, UnitOutcome};
+use crate::domain::results::{reference_fields, JobView, UnitView};
 use crate::domain::time::now_ms;
 use crate::domain::{ApiError, ErrorCode};
 
@@ -516,10 +517,27 @@ pub fn result_snapshot(job: &Job, tasks: &[Task]) -> (Value, Option<String>) {
         .first()
         .and_then(|i| i["url"].as_str())
         .map(str::to_string);
-    (
-        json!({"total": tasks.len(), "done": done, "failed": failed, "units": units, "images": images}),
-        first_url,
-    )
+    let mut data = json!({"total": tasks.len(), "done": done, "failed": failed, "units": units, "images": images});
+    let views: Vec<UnitView<'_>> = tasks
+        .iter()
+        .map(|t| UnitView {
+            index: t.unit_index,
+            status: &t.status,
+            input: &t.input,
+            result: t.result.as_ref(),
+            error_message: t.last_error.as_deref(),
+        })
+        .collect();
+    let job_view = JobView {
+        job_type: &job.job_type,
+        provider: &job.provider,
+        model: &job.model,
+        payload: &job.payload,
+    };
+    if let Some(obj) = data.as_object_mut() {
+        obj.extend(reference_fields(job_view, &views));
+    }
+    (data, first_url)
 }
 
 #[cfg(test)]

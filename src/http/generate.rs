@@ -133,11 +133,13 @@ async fn analyze_single(state: State, req: Request) -> Response {
                 check_images(&state, "productImages", products)?;
                 products
                     .iter()
-                    .flat_map(|p| (0..body.image_count).map(move |_| p))
-                    .map(|p| {
+                    .enumerate()
+                    .flat_map(|(pi, p)| (0..body.image_count).map(move |i| (pi, i, p)))
+                    .map(|(pi, i, p)| {
                         unit(json!({"mode": "single", "prompt": style_prompt,
                             "product_image": p, "reference_image": reference,
-                            "background": "gradient"}))
+                            "background": "gradient", "reference_index": 0,
+                            "group_index": i, "product_index": pi}))
                     })
                     .collect()
             }
@@ -150,11 +152,13 @@ async fn analyze_single(state: State, req: Request) -> Response {
                 check_images(&state, "productImage", std::slice::from_ref(product))?;
                 references
                     .iter()
-                    .flat_map(|r| (0..*groups).map(move |g| (r, g)))
-                    .map(|(r, g)| {
+                    .enumerate()
+                    .flat_map(|(ri, r)| (0..*groups).map(move |g| (ri, r, g)))
+                    .map(|(ri, r, g)| {
                         unit(json!({"mode": "batch", "prompt": style_prompt,
                             "product_image": product, "reference_image": r, "group": g,
-                            "background": "gradient"}))
+                            "background": "gradient", "reference_index": ri,
+                            "group_index": g, "product_index": 0}))
                     })
                     .collect()
             }
@@ -163,10 +167,12 @@ async fn analyze_single(state: State, req: Request) -> Response {
                 background,
             } => products
                 .iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(pi, p)| {
                     unit(
                         json!({"mode": "refinement", "prompt": GENERIC_REFINEMENT_PROMPT,
-                        "product_image": p, "background": background.as_str()}),
+                        "product_image": p, "background": background.as_str(),
+                        "reference_index": 0, "group_index": 0, "product_index": pi}),
                     )
                 })
                 .collect(),

@@ -137,23 +137,7 @@ impl LocalProvider {
                 details: None,
             };
         }
-        let key = format!("{}/{}-{}.png", unit.job_id, unit.unit_index, unit.attempt);
-        let storage = self.images.storage();
-        if let Err(e) = storage.put("generated", &key, &png, "image/png") {
-            return UnitOutcome::Retryable {
-                code: ErrorCode::UPSTREAM_ERROR,
-                message: format!("could not store the image: {e}"),
-                retry_after_ms: None,
-            };
-        }
-        UnitOutcome::Success {
-            result: json!({
-                "url": storage.url_for("generated", &key),
-                "width": width,
-                "height": height,
-                "bytes": png.len(),
-            }),
-        }
+        self.images.store_output(unit, &png)
     }
 
     /// Reads and decodes an input image (size-checked before decoding).
