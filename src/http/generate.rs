@@ -219,11 +219,19 @@ async fn analyze_product(state: State, req: Request) -> Response {
             )
         })?;
         check_images(&state, "productImage", &body.product_images)?;
+        if let Some(model_image) = &body.model_image {
+            check_images(&state, "modelImage", std::slice::from_ref(model_image))?;
+        }
         let unit = json!({
             "product_images": body.product_images, "requirements": body.requirements,
             "image_count": body.image_count, "output_language": body.output_language,
             "prompt_profile": body.prompt_profile, "white_background": body.white_background,
             "style_constraint": body.style_constraint, "upstream_model": entry.upstream_model,
+            "studio_type": body.studio_type, "clothing_mode": body.clothing_mode,
+            "model_image": body.model_image, "ui_language": body.ui_language,
+            "detail_closeup_count": body.detail_closeup_count,
+            "selling_point_count": body.selling_point_count,
+            "ecom_detail_modules": body.ecom_detail_modules,
         });
         let model = ResolvedModel {
             size: entry.default_size.clone(),
