@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod alipay;
 mod auth;
 mod billing;
 mod extract;
@@ -42,7 +43,7 @@ pub type State = Arc<AppState>;
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Each module's routes are boxed: one long chain of filter types overflows the
     // compiler's trait solver in release builds (E0275).
-    let groups: [BoxedFilter<(Response,)>; 10] = [
+    let groups: [BoxedFilter<(Response,)>; 11] = [
         ops::routes(state.clone()).boxed(),
         auth::routes(state.clone()).boxed(),
         account::routes(state.clone()).boxed(),
@@ -52,6 +53,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         admin::routes(state.clone()).boxed(),
         storage::routes(state.clone()).boxed(),
         billing::routes(state.clone()).boxed(),
+        alipay::routes(state.clone()).boxed(),
         web::routes(state.clone()).boxed(),
     ];
     let api = groups

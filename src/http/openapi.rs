@@ -157,7 +157,12 @@ fn operations() -> Vec<Op> {
             "auth",
             "End the session (scope global|local|others)",
         ),
-        op("get", "/v1/me", "account", "Profile and credits"),
+        op(
+            "get",
+            "/v1/me",
+            "account",
+            "Profile and credits (subscription, purchased, held, debt, available)",
+        ),
         op(
             "get",
             "/v1/packages",
@@ -317,8 +322,10 @@ fn operations() -> Vec<Op> {
         )
         .admin()
         .body(object(
-            json!({"user_id": string(), "amount": {"type": "integer"}, "reason": string(),
-                       "idempotency_key": string()}),
+            json!({"user_id": string(),
+                       "amount": {"type": "integer", "minimum": -1_000_000_000i64,
+                                  "maximum": 1_000_000_000i64, "not": {"const": 0}},
+                       "reason": string(), "idempotency_key": string()}),
             &["user_id", "amount", "reason"],
         )),
         op(
@@ -332,7 +339,7 @@ fn operations() -> Vec<Op> {
             "get",
             "/v1/admin/webhook-events",
             "admin",
-            "The latest Stripe webhook events and their result (limit)",
+            "The latest Stripe webhook events and their result (limit; result=parked: the waiting ones, oldest first, with wait_for and age_seconds)",
         )
         .admin(),
         op(
@@ -424,6 +431,53 @@ fn operations() -> Vec<Op> {
             "/dev/checkout/{id}/cancel",
             "billing",
             "Simulated cancel: 303 to the cancel URL",
+        )
+        .public(),
+        op(
+            "post",
+            "/functions/v1/create-alipay-checkout",
+            "billing",
+            "Alipay order (page.pay on desktop, wap.pay on mobile, from the User-Agent)",
+        )
+        .body(object(
+            json!({"packageId": {"type": "string", "format": "uuid"},
+                "returnTo": {"type": "string", "default": "/pricing"}}),
+            &["packageId"],
+        ))
+        .answers(object(
+            json!({"url": string(), "surface": {"enum": ["page", "wap"]},
+                "out_trade_no": string()}),
+            &["url", "surface", "out_trade_no"],
+        )),
+        op(
+            "post",
+            "/functions/v1/alipay-notify",
+            "billing",
+            "Alipay notify (form-encoded, RSA2-verified); answers the text success or fail",
+        )
+        .public()
+        .answers(string()),
+        op(
+            "post",
+            "/v1/admin/alipay/orders/{out_trade_no}/refund",
+            "admin",
+            "Refund an Alipay order (alipay.trade.refund), reversing its credits",
+        )
+        .admin()
+        .body(object(json!({"amount": {"type": "integer", "minimum": 1}}), &[])),
+        op(
+            "get",
+            "/dev/alipay/{out_trade_no}",
+            "billing",
+            "Simulated Alipay page (HTML; Alipay not configured only)",
+        )
+        .public()
+        .answers(string()),
+        op(
+            "post",
+            "/dev/alipay/{out_trade_no}/pay",
+            "billing",
+            "Simulated Alipay payment: a signed notify through alipay-notify, then 303",
         )
         .public(),
         op(
