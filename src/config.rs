@@ -209,8 +209,10 @@ pub struct LimitsConfig {
     pub active_jobs_analysis: u32,
     pub active_jobs_image_gen: u32,
     pub active_jobs_style_replicate: u32,
-    /// Job creations (and prompt streams) per user per minute.
+    /// Job creations per user per minute (prompt streams are not jobs: see below).
     pub job_creations_per_minute: u32,
+    /// Prompt streams (`generate-prompts-v2`) per user per minute, counted apart from jobs.
+    pub prompt_streams_per_minute: u32,
     /// Analysis jobs per user per UTC day.
     pub daily_analysis: u32,
     /// Largest decoded input image in bytes.
@@ -220,10 +222,11 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            active_jobs_analysis: 4,
+            active_jobs_analysis: 10,
             active_jobs_image_gen: 8,
             active_jobs_style_replicate: 4,
             job_creations_per_minute: 10,
+            prompt_streams_per_minute: 30,
             daily_analysis: 50,
             image_max_bytes: 10 * 1024 * 1024,
         }
@@ -743,6 +746,7 @@ impl Config {
             limits.active_jobs_image_gen,
             limits.active_jobs_style_replicate,
             limits.job_creations_per_minute,
+            limits.prompt_streams_per_minute,
         ]
         .contains(&0)
         {

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{assert_envelope, json_with_status, small_png, spawn_app_with, TestApp, TestUser};
+use common::{json_with_status, small_png, spawn_app_with, TestApp, TestUser};
 use reqwest::Response;
 use serde_json::{json, Value};
 
@@ -336,21 +336,25 @@ fn full_texts(frames: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Every event carries all the text so far, each extending the last; `[DONE]` ends it.
-/// `stream: false` answers the same text at once. Prompts are free and write no job.
+/// The first event is an empty `fullText` (generate-prompts-v2/index.ts L1425); every
+/// later one is the whole JSON array of prompt objects so far, each longer than the last;
+/// `[DONE]` ends it. `stream: false` answers the same array at once. Prompts are free and
+/// write no job.
 #[tokio::test]
 async fn prompts_stream_growing_full_text_then_done() {
     let app = spawn_app_with(|c| c.providers.local.delay_ms = 10).await;
     let user = app.new_user().await;
     let texts = full_texts(&read_frames(prompts(&app, &user, &prompt_body(3)).await).await);
-    assert!(texts.len() >= 2, "several chunks expected: {texts:?}");
-    assert!(!texts[0].is_empty());
-    for pair in texts.windows(2) {
-        assert!(
-            pair[1].starts_with(&pair[0]) && pair[1].len() > pair[0].len(),
-            "fullText must extend the previous one: {pair:?}"
-        );
-    }
+    assert_eq!(texts[0], "", "{texts:?}");
+    let counts: Vec<usize> = texts[1..]
+        .iter()
+        .map(|t| {
+            serde_json::from_str::<Vec<Value>>(t)
+                .unwrap_or_else(|e| panic!("fullText is a JSON array at every frame: {e}: {t}"))
+                .len()
+        })
+        .collect();
+    assert_eq!(counts, vec![1, 2, 3], "{texts:?}");
     let whole = json_with_status(
         prompts(
             &app,
@@ -372,32 +376,49 @@ async fn prompts_stream_growing_full_text_then_done() {
     app.stop().await;
 }
 
-/// A stream whose upstream fails before its first byte is an ordinary JSON 502.
+/// An upstream that fails before its first byte: the empty first frame has gone out, so
+/// the failure is the reference's error frame `{fullText, error: "<message>", code}`
+/// (generate-prompts-v2/index.ts L1533) and `[DONE]`.
 #[tokio::test]
-async fn prompt_stream_failing_before_the_first_byte_is_a_json_502() {
+async fn prompt_stream_failing_before_the_first_byte_sends_the_error_frame() {
     let app = spawn_app_with(|c| c.providers.local.stream_fail_after_chunks = Some(0)).await;
     let user = app.new_user().await;
-    let res = prompts(&app, &user, &prompt_body(3)).await;
-    assert_envelope(res, 502, "PROMPT_STREAM_FAILED").await;
+    let frames = read_frames(prompts(&app, &user, &prompt_body(3)).await).await;
+    assert_eq!(frames.len(), 3, "{frames:?}");
+    assert_eq!(frames[0], r#"{"fullText":""}"#);
+    let error: Value = serde_json::from_str(&frames[1]).expect("JSON");
+    assert_eq!(error["fullText"], "[]", "{error}");
+    assert_eq!(error["code"], "PROMPT_STREAM_FAILED", "{error}");
+    assert!(
+        error["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "{error}"
+    );
+    assert_eq!(frames[2], "[DONE]");
     assert_credits(&app, &user, 30).await;
     app.stop().await;
 }
 
-/// A stream that fails after one chunk sends that chunk, one error event and `[DONE]`.
+/// A stream that fails after one whole prompt object sends it, then one error frame whose
+/// `error` is a string (the reference client tests `typeof error === 'string'`,
+/// EcomStudioForm.tsx L665) and whose `fullText` still parses, then `[DONE]`.
 #[tokio::test]
 async fn prompt_stream_failing_mid_stream_sends_an_error_event() {
-    let app = spawn_app_with(|c| c.providers.local.stream_fail_after_chunks = Some(1)).await;
+    let app = spawn_app_with(|c| c.providers.local.stream_fail_after_chunks = Some(3)).await;
     let user = app.new_user().await;
     let frames = read_frames(prompts(&app, &user, &prompt_body(3)).await).await;
-    assert_eq!(frames.len(), 3, "{frames:?}");
-    assert_eq!(frames[2], "[DONE]");
-    let first: Value = serde_json::from_str(&frames[0]).expect("JSON");
-    assert!(first["fullText"].as_str().is_some_and(|t| !t.is_empty()));
-    let error: Value = serde_json::from_str(&frames[1]).expect("JSON");
-    assert_eq!(error["error"]["code"], "PROMPT_STREAM_FAILED", "{error}");
-    assert!(error["error"]["message"]
-        .as_str()
-        .is_some_and(|m| !m.is_empty()));
+    assert_eq!(frames.len(), 4, "{frames:?}");
+    assert_eq!(frames[3], "[DONE]");
+    let first: Value = serde_json::from_str(&frames[1]).expect("JSON");
+    let so_far: Vec<Value> =
+        serde_json::from_str(first["fullText"].as_str().unwrap()).expect("a JSON array");
+    assert_eq!(so_far.len(), 1, "{first}");
+    let error: Value = serde_json::from_str(&frames[2]).expect("JSON");
+    assert_eq!(error["code"], "PROMPT_STREAM_FAILED", "{error}");
+    assert_eq!(error["fullText"], first["fullText"], "{error}");
+    assert!(
+        error["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "{error}"
+    );
     app.stop().await;
 }
 

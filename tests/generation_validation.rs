@@ -212,6 +212,9 @@ async fn every_generation_refusal_has_its_code_and_moves_nothing() {
     )
     .await;
     assert_eq!(error["error"]["details"], json!({"active": 1, "limit": 1}));
+    // The reference client's busy-queue retry matches this text (edge-functions.ts L166).
+    let message = error["error"]["message"].as_str().unwrap().to_lowercase();
+    assert!(message.contains("too_many_active_jobs"), "{message}");
 
     // Three creations a minute.
     let hasty = app.new_user().await;

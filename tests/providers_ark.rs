@@ -49,7 +49,14 @@ async fn an_image_job_sends_the_documented_request_and_stores_the_jpeg() {
     let image = &job["result_data"]["images"][0];
     let url = image["url"].as_str().unwrap();
     assert!(url.ends_with(".jpg"), "{image}");
-    assert_eq!(app.image_size_as(url, "image/jpeg").await, (2848, 1600));
+    // Ark made 2848×1600; the 2K edge is 2048, so the server scales it down as the
+    // reference does (process-generation-job/index.ts L4612–4620).
+    assert_eq!(app.image_size_as(url, "image/jpeg").await, (2048, 1151));
+    assert_eq!(job["result_data"]["size_status"], "normalized_down");
+    assert_eq!(
+        job["result_data"]["actual_size"],
+        json!({"w": 2848, "h": 1600})
+    );
 
     let calls = fake.calls();
     assert_eq!(calls.len(), 1);
@@ -74,7 +81,7 @@ async fn an_image_job_sends_the_documented_request_and_stores_the_jpeg() {
     app.stop().await;
 }
 
-/// A `url` output is downloaded at once and stored.
+/// A `url` output is downloaded at once and stored (scaled to the requested edge).
 #[tokio::test]
 async fn a_url_output_is_downloaded_and_stored() {
     let fake = FakeArk::start().await;
@@ -89,7 +96,14 @@ async fn a_url_output_is_downloaded_and_stored() {
         !url.contains("X-Tos"),
         "served from Atelier's storage: {url}"
     );
-    assert_eq!(app.image_size_as(url, "image/jpeg").await, (2304, 1728));
+    // Larger than the 2K edge: scaled down by the server as the reference does
+    // (process-generation-job/index.ts L4612–4620), still a JPEG.
+    assert_eq!(app.image_size_as(url, "image/jpeg").await, (2048, 1536));
+    let data = &job["result_data"];
+    assert_eq!(data["size_status"], "normalized_down", "{data}");
+    assert_eq!(data["actual_size"], json!({"w": 2304, "h": 1728}));
+    assert_eq!(data["delivered_size"], json!({"w": 2048, "h": 1536}));
+    assert_eq!(data["normalized_by_server"], true);
     app.stop().await;
 }
 

@@ -37,7 +37,7 @@ async fn run_image(app: &TestApp, user: &TestUser, body: &Value) -> Value {
         .await
 }
 
-/// A successful job: the image is stored at the model's size, charged once, and the fake
+/// A successful job: the image is stored at the requested edge, charged once, and the fake
 /// saw exactly the request OpenRouter documents for image generation.
 #[tokio::test]
 async fn an_image_job_sends_the_documented_request_and_stores_the_image() {
@@ -50,13 +50,20 @@ async fn an_image_job_sends_the_documented_request_and_stores_the_image() {
     assert_eq!(job["status"], "success", "{job}");
     assert_eq!(job["cost_amount"], 30, "{job}");
     let image = &job["result_data"]["images"][0];
+    // 1344×768 is over the 1K edge: delivered at 1024×585 as the reference does
+    // (process-generation-job/index.ts L4612–4620).
     assert_eq!(
         (image["width"].as_u64(), image["height"].as_u64()),
-        (Some(1344), Some(768))
+        (Some(1024), Some(585))
+    );
+    assert_eq!(job["result_data"]["size_status"], "normalized_down");
+    assert_eq!(
+        job["result_data"]["actual_size"],
+        json!({"w": 1344, "h": 768})
     );
     assert_eq!(
         app.image_size(image["url"].as_str().unwrap()).await,
-        (1344, 768)
+        (1024, 585)
     );
 
     let calls = fake.calls();
@@ -323,9 +330,14 @@ async fn a_prompt_stream_is_relayed_chunk_by_chunk() {
     fake.push(
         Reply::event_stream()
             .write(fake::PROCESSING)
-            .write(fake::chunk("Prompt one: mug on linen. "))
+            .write(fake::chunk(
+                r#"[{"prompt": "Prompt one: mug on linen.", "title": "A"}, "#,
+            ))
             .wait(&gate)
-            .write_split(fake::chunk("Prompt two: mug in steam."), 30)
+            .write_split(
+                fake::chunk(r#"{"prompt": "Prompt two: mug in steam."}]"#),
+                30,
+            )
             .write(fake::finish())
             .write(fake::DONE),
     );
@@ -341,10 +353,17 @@ async fn a_prompt_stream_is_relayed_chunk_by_chunk() {
     assert!(!text.contains("Prompt two"), "{text}");
     gate.open();
     read_until(&mut res, &mut text, "data: [DONE]").await;
-    assert!(
-        text.contains("Prompt one: mug on linen. Prompt two: mug in steam."),
-        "{text}"
-    );
+    // The last frame's fullText is the whole array of prompt objects.
+    let last = text
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .filter(|f| *f != "[DONE]")
+        .last()
+        .expect("a frame");
+    let last: Value = serde_json::from_str(last).expect("JSON frame");
+    let prompts: Vec<Value> = serde_json::from_str(last["fullText"].as_str().unwrap()).unwrap();
+    assert_eq!(prompts.len(), 2, "{text}");
+    assert_eq!(prompts[1]["prompt"], "Prompt two: mug in steam.");
     let sent = fake.calls()[0].body_json().clone();
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["model"], "google/gemini-3.1-flash-image-preview");
@@ -359,7 +378,7 @@ async fn a_stream_breaking_midway_ends_with_an_error_event() {
     let fake = FakeOpenRouter::start().await;
     fake.push(
         Reply::event_stream()
-            .write(fake::chunk("Prompt one. "))
+            .write(fake::chunk(r#"[{"prompt": "Prompt one."}, "#))
             .pause(Duration::from_millis(50))
             .drop_connection(),
     );
@@ -397,17 +416,29 @@ async fn an_error_event_in_the_stream_ends_the_relay() {
     app.stop().await;
 }
 
-/// A stream that fails before its first byte (a 429) is an ordinary JSON error.
+/// A stream refused before its first byte (a 429): the empty first frame has gone out
+/// (as in the reference, generate-prompts-v2/index.ts L1425), so the refusal is the
+/// error frame `{fullText, error, code}` and `[DONE]` (L1533).
 #[tokio::test]
-async fn a_stream_refused_upfront_is_a_json_error() {
+async fn a_stream_refused_upfront_ends_with_the_error_frame() {
     let fake = FakeOpenRouter::start().await;
     fake.push(fake::rate_limited(5));
     let app = app_with(&fake, 3).await;
     let user = app.new_user().await;
-    let res = app
+    let mut res = app
         .call("generate-prompts-v2", &user.access_token, &prompt_body())
         .await;
-    common::assert_envelope(res, 502, "PROMPT_STREAM_FAILED").await;
+    assert_eq!(res.status(), 200);
+    let mut text = String::new();
+    read_until(&mut res, &mut text, "data: [DONE]").await;
+    let frames: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .collect();
+    assert_eq!(frames.len(), 3, "{text}");
+    let error: Value = serde_json::from_str(frames[1]).expect("JSON frame");
+    assert_eq!(error["code"], "PROMPT_STREAM_FAILED", "{error}");
+    assert!(error["error"].is_string(), "{error}");
     app.stop().await;
 }
 
@@ -417,7 +448,7 @@ async fn a_stream_refused_upfront_is_a_json_error() {
 async fn a_client_leaving_stops_the_upstream_read_within_a_second() {
     let fake = FakeOpenRouter::start().await;
     fake.push(fake::keep_alive(
-        Reply::event_stream().write(fake::chunk("Prompt one. ")),
+        Reply::event_stream().write(fake::chunk(r#"[{"prompt": "Prompt one."}, "#)),
         Duration::from_millis(200),
         Duration::from_secs(20),
     ));

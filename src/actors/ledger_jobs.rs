@@ -12,6 +12,7 @@ use crate::db::ledger::NewEntry;
 use crate::db::{accounts, new_id};
 use crate::domain::credits::Deltas;
 use crate::domain::jobs::{job_end, JobType, NextStep, RetryPolicy, UnitOutcome};
+use crate::domain::results::{reference_fields, JobView, UnitView};
 use crate::domain::time::now_ms;
 use crate::domain::{ApiError, ErrorCode};
 
@@ -206,7 +207,17 @@ fn check_limits(conn: &Connection, new: &NewJob, now: i64) -> Result<(), ApiErro
 /// Refuses a request when the user started `per_minute` jobs and prompt streams in the
 /// last minute (429 `RATE_LIMIT_EXCEEDED` with `Retry-After`).
 fn check_rate(conn: &Connection, user_id: &str, per_minute: u32, now: i64) -> Result<(), ApiError> {
-    let (count, oldest) = jobs::count_requests_since(conn, user_id, now - MINUTE_MS)?;
+    let counted = jobs::count_created_since(conn, user_id, now - MINUTE_MS, None)?;
+    rate_verdict(counted, per_minute, now)
+}
+
+/// 429 `RATE_LIMIT_EXCEEDED` once `count` reached `per_minute`, with the wait until the
+/// oldest counted one leaves the minute.
+fn rate_verdict(
+    (count, oldest): (i64, Option<i64>),
+    per_minute: u32,
+    now: i64,
+) -> Result<(), ApiError> {
     if count >= i64::from(per_minute) {
         let wait_ms = oldest.map_or(MINUTE_MS, |t| t + MINUTE_MS - now);
         return Err(ApiError::new(ErrorCode::RATE_LIMIT_EXCEEDED)
@@ -216,14 +227,16 @@ fn check_rate(conn: &Connection, user_id: &str, per_minute: u32, now: i64) -> Re
     Ok(())
 }
 
-/// Starts a prompt stream if the per-minute limit allows it (run in a transaction).
+/// Starts a prompt stream if the stream limit allows it (run in a transaction). Streams
+/// are counted apart from jobs: the reference counts jobs only.
 pub fn start_prompt_stream(
     conn: &Connection,
     user_id: &str,
     per_minute: u32,
 ) -> Result<(), ApiError> {
     let now = now_ms();
-    check_rate(conn, user_id, per_minute, now)?;
+    let counted = jobs::count_streams_since(conn, user_id, now - MINUTE_MS)?;
+    rate_verdict(counted, per_minute, now)?;
     jobs::record_prompt_stream(conn, user_id, now)?;
     Ok(())
 }
@@ -594,10 +607,27 @@ pub fn result_snapshot(job: &Job, tasks: &[Task]) -> (Value, Option<String>) {
         .first()
         .and_then(|i| i["url"].as_str())
         .map(str::to_string);
-    (
-        json!({"total": tasks.len(), "done": done, "failed": failed, "units": units, "images": images}),
-        first_url,
-    )
+    let mut data = json!({"total": tasks.len(), "done": done, "failed": failed, "units": units, "images": images});
+    let views: Vec<UnitView<'_>> = tasks
+        .iter()
+        .map(|t| UnitView {
+            index: t.unit_index,
+            status: &t.status,
+            input: &t.input,
+            result: t.result.as_ref(),
+            error_message: t.last_error.as_deref(),
+        })
+        .collect();
+    let job_view = JobView {
+        job_type: &job.job_type,
+        provider: &job.provider,
+        model: &job.model,
+        payload: &job.payload,
+    };
+    if let Some(obj) = data.as_object_mut() {
+        obj.extend(reference_fields(job_view, &views));
+    }
+    (data, first_url)
 }
 
 #[cfg(test)]

@@ -450,24 +450,18 @@ pub fn record_prompt_stream(conn: &Connection, user_id: &str, now: i64) -> DbRes
     Ok(())
 }
 
-/// Jobs and prompt streams a user started since `since`: `(count, oldest)`.
-pub fn count_requests_since(
+/// Prompt streams a user started since `since`: `(count, oldest)`.
+pub fn count_streams_since(
     conn: &Connection,
     user_id: &str,
     since: i64,
 ) -> DbResult<(i64, Option<i64>)> {
-    let (jobs, oldest_job) = count_created_since(conn, user_id, since, None)?;
-    let (streams, oldest_stream): (i64, Option<i64>) = conn
+    Ok(conn
         .prepare_cached(
             "SELECT count(*), MIN(created_at) FROM prompt_streams
              WHERE user_id = ?1 AND created_at >= ?2",
         )?
-        .query_row(params![user_id, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let oldest = match (oldest_job, oldest_stream) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    Ok((jobs + streams, oldest))
+        .query_row(params![user_id, since], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 /// Jobs a user created since `since` (of one type, or of any): `(count, oldest created_at)`.

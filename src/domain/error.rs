@@ -88,7 +88,9 @@ error_codes! {
     UPSTREAM_TIMEOUT => (504, "The upstream service timed out"),
     BATCH_PARTIAL_FAILED => (200, "Some units failed"),
     RATE_LIMIT_EXCEEDED => (429, "Too many requests; try again later"),
-    TOO_MANY_ACTIVE_JOBS => (429, "Too many active jobs of this type"),
+    // The reference client retries when the message contains too_many_active_jobs
+    // (lib/api/edge-functions.ts L166–171).
+    TOO_MANY_ACTIVE_JOBS => (429, "TOO_MANY_ACTIVE_JOBS: too many active jobs of this type; retry shortly"),
     DAILY_ANALYSIS_LIMIT_EXCEEDED => (429, "Daily analysis limit reached"),
     // Growth: invite and redeem codes
     INVALID_CODE => (400, "A code is required"),

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::blueprint::{self, BlueprintAsk};
 use crate::domain::jobs::{ratio_error, JobType, UnitOutcome};
 use crate::domain::ErrorCode;
 use crate::providers::{complete_text, Provider, TextPurpose, TextRequest, UnitRequest};
@@ -11,16 +12,6 @@ use crate::providers::{complete_text, Provider, TextPurpose, TextRequest, UnitRe
 /// The prompt a refinement unit falls back to when its analysis step fails.
 pub const GENERIC_REFINEMENT_PROMPT: &str = "Professional e-commerce product photo: keep the \
 product exactly as it is, clean the background, even soft studio light, crisp edges.";
-
-/// Text keys every analysis result carries (missing ones are added empty).
-const ANALYSIS_TEXT_KEYS: &[&str] = &["product_name", "category", "style"];
-/// List keys every analysis result carries.
-const ANALYSIS_LIST_KEYS: &[&str] = &[
-    "selling_points",
-    "materials",
-    "colors",
-    "image_prompts_seed",
-];
 
 /// Settings of the pipeline from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -115,9 +106,12 @@ fn check_ratio(outcome: UnitOutcome, input: &Value, settings: PipelineSettings) 
     }
 }
 
-/// Product analysis: one JSON object from the vision model, repaired once if needed.
+/// Product analysis: one JSON object from the vision model, repaired once if needed,
+/// written as the reference's blueprint; when it stays broken, the fallback blueprint
+/// with `_ai_meta.parse_warning` (the job succeeds, as in the reference). Only an
+/// upstream failure fails the unit.
 fn analyze_product(provider: &dyn Provider, unit: &UnitRequest) -> UnitOutcome {
-    let images: Vec<String> = unit.input["product_images"]
+    let mut images: Vec<String> = unit.input["product_images"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -125,10 +119,14 @@ fn analyze_product(provider: &dyn Provider, unit: &UnitRequest) -> UnitOutcome {
                 .collect()
         })
         .unwrap_or_default();
+    if let Some(model_image) = unit.input["model_image"].as_str().filter(|m| !m.is_empty()) {
+        images.push(model_image.to_string());
+    }
+    let ask = BlueprintAsk::from_input(&unit.input);
     let request = TextRequest {
         purpose: TextPurpose::ProductAnalysis,
         model: unit.model.clone(),
-        system: ANALYSIS_INSTRUCTIONS.into(),
+        system: blueprint::instructions(&ask),
         user: format!(
             "Seller requirements: {}. Answer in language: {}.",
             unit.input["requirements"].as_str().unwrap_or("none"),
@@ -141,10 +139,11 @@ fn analyze_product(provider: &dyn Provider, unit: &UnitRequest) -> UnitOutcome {
         Ok(text) => text,
         Err(err) => return err.into_outcome(),
     };
+    let done = |parsed: Option<Map<String, Value>>| UnitOutcome::Success {
+        result: blueprint::normalize(parsed.as_ref(), &ask, &unit.model),
+    };
     if let Some(analysis) = parse_json_object(&first) {
-        return UnitOutcome::Success {
-            result: complete_analysis(analysis),
-        };
+        return done(Some(analysis));
     }
     let repair = TextRequest {
         purpose: TextPurpose::RepairJson,
@@ -156,34 +155,14 @@ fn analyze_product(provider: &dyn Provider, unit: &UnitRequest) -> UnitOutcome {
         ..request
     };
     match complete_text(provider, &repair).map(|text| parse_json_object(&text)) {
-        Ok(Some(analysis)) => UnitOutcome::Success {
-            result: complete_analysis(analysis),
-        },
-        Ok(None) => UnitOutcome::Permanent {
-            code: ErrorCode::ANALYSIS_FAILED,
-            message: "the model did not answer valid JSON, even after a repair".into(),
-            details: None,
-        },
+        Ok(Some(analysis)) => done(Some(analysis)),
+        Ok(None) => {
+            tracing::warn!(task_id = %unit.task_id,
+                "analysis JSON stayed broken after a repair; using the fallback blueprint");
+            done(None)
+        }
         Err(err) => err.into_outcome(),
     }
-}
-
-const ANALYSIS_INSTRUCTIONS: &str = "You analyse e-commerce product photos. Answer with one \
-JSON object with the keys product_name, category, selling_points (array), materials (array), \
-colors (array), style, design_specs (object) and image_prompts_seed (array of prompts).";
-
-/// Adds the analysis keys the model left out.
-fn complete_analysis(mut analysis: Map<String, Value>) -> Value {
-    for key in ANALYSIS_TEXT_KEYS {
-        analysis.entry(key.to_string()).or_insert_with(|| json!(""));
-    }
-    for key in ANALYSIS_LIST_KEYS {
-        analysis.entry(key.to_string()).or_insert_with(|| json!([]));
-    }
-    analysis
-        .entry("design_specs".to_string())
-        .or_insert_with(|| json!({}));
-    Value::Object(analysis)
 }
 
 /// The JSON object in a model's answer: the whole text, or inside a ``` fence, or
@@ -295,23 +274,29 @@ mod tests {
     };
 
     #[test]
-    fn broken_analysis_json_is_repaired_once_then_fails() {
+    fn broken_analysis_json_is_repaired_once_then_falls_back() {
         let repaired = Scripted(Mutex::new(vec![
             Ok("sure! {\"product_name\": "),
             Ok("{\"product_name\": \"mug\"}"),
         ]));
         match run_unit(&repaired, &unit(JobType::Analysis, json!({})), SETTINGS) {
-            UnitOutcome::Success { result } => assert_eq!(result["product_name"], "mug"),
+            UnitOutcome::Success { result } => {
+                assert_eq!(result["product_name"], "mug");
+                assert!(result["_ai_meta"]["parse_warning"].is_null());
+            }
             other => panic!("{other:?}"),
         }
         let hopeless = Scripted(Mutex::new(vec![Ok("no json"), Ok("still none")]));
-        assert!(matches!(
-            run_unit(&hopeless, &unit(JobType::Analysis, json!({})), SETTINGS),
-            UnitOutcome::Permanent {
-                code: ErrorCode::ANALYSIS_FAILED,
-                ..
+        match run_unit(&hopeless, &unit(JobType::Analysis, json!({})), SETTINGS) {
+            UnitOutcome::Success { result } => {
+                assert_eq!(
+                    result["_ai_meta"]["parse_warning"],
+                    blueprint::PARSE_WARNING
+                );
+                assert!(result["images"].is_array());
             }
-        ));
+            other => panic!("{other:?}"),
+        }
         let overloaded = Scripted(Mutex::new(vec![Err(ProviderError {
             code: ErrorCode::UPSTREAM_ERROR,
             message: "429".into(),
@@ -364,14 +349,6 @@ mod tests {
         assert!(parse_json_object("Here it is: {\"a\": {\"b\": 2}} hope it helps").is_some());
         assert!(parse_json_object("[1,2]").is_none());
         assert!(parse_json_object("{\"a\":").is_none());
-    }
-
-    #[test]
-    fn missing_analysis_keys_are_added() {
-        let done = complete_analysis(parse_json_object("{\"product_name\":\"mug\"}").unwrap());
-        assert_eq!(done["product_name"], "mug");
-        assert_eq!(done["selling_points"], json!([]));
-        assert_eq!(done["design_specs"], json!({}));
     }
 
     #[test]

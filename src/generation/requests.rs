@@ -18,6 +18,19 @@ const LANGUAGES: &[&str] = &[
     "none", "en", "zh", "ja", "ko", "es", "fr", "de", "pt", "ar", "ru",
 ];
 
+/// The first of `fields` naming a known language; an unknown one falls back (to `en` in
+/// the end) as the reference does, logged at debug.
+fn language(body: &Body<'_>, fields: &[&str]) -> String {
+    for field in fields {
+        match body.get(field) {
+            Some(Value::String(s)) if LANGUAGES.contains(&s.trim()) => return s.trim().to_string(),
+            Some(Value::Null) | None => {}
+            Some(other) => tracing::debug!(field, value = %other, "unknown language; falling back"),
+        }
+    }
+    "en".into()
+}
+
 /// `analyze-product-v2`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyzeProduct {
@@ -28,8 +41,22 @@ pub struct AnalyzeProduct {
     pub prompt_profile: String,
     pub white_background: bool,
     pub style_constraint: Option<Value>,
+    /// genesis | ecom-detail | ecommerce (default genesis).
+    pub studio_type: String,
+    /// product_analysis | refinement_analysis | model_strategy.
+    pub clothing_mode: Option<String>,
+    pub model_image: Option<String>,
+    pub ui_language: String,
+    pub detail_closeup_count: u32,
+    pub selling_point_count: u32,
+    pub ecom_detail_modules: Vec<String>,
     pub meta: JobMeta,
 }
+
+/// The longest `requirements` accepted: the reference client's ecom-detail and try-on
+/// studios build 565–687 characters (EcomStudioForm.tsx, ClothingStudioForm.tsx), so the
+/// cap leaves room well above that.
+pub const MAX_REQUIREMENTS: usize = 2000;
 
 impl AnalyzeProduct {
     pub fn parse(raw: &Value) -> Result<Self, ApiError> {
@@ -56,16 +83,34 @@ impl AnalyzeProduct {
         }
         Ok(AnalyzeProduct {
             product_images,
-            requirements: body.short_string("requirements", 300)?,
+            requirements: body.short_string("requirements", MAX_REQUIREMENTS)?,
             image_count: image_count.min(MAX_PROMPT_COUNT) as u32,
-            output_language: body
-                .choice("outputLanguage", LANGUAGES)?
-                .unwrap_or_else(|| "en".into()),
+            output_language: language(&body, &["outputLanguage", "targetLanguage", "uiLanguage"]),
             prompt_profile: body
                 .choice("promptProfile", &["default", "ta-pro"])?
                 .unwrap_or_else(|| "default".into()),
             white_background: body.bool("whiteBackground")?.unwrap_or(false),
             style_constraint: style_constraint(&body)?,
+            studio_type: body
+                .short_string("studioType", 64)?
+                .filter(|s| ["genesis", "ecom-detail", "ecommerce"].contains(&s.as_str()))
+                .unwrap_or_else(|| "genesis".into()),
+            clothing_mode: body.short_string("clothingMode", 64)?.filter(|m| {
+                ["product_analysis", "refinement_analysis", "model_strategy"].contains(&m.as_str())
+            }),
+            model_image: body.string("modelImage")?.filter(|s| !s.trim().is_empty()),
+            ui_language: language(&body, &["uiLanguage", "targetLanguage", "outputLanguage"]),
+            detail_closeup_count: body.int("detailCloseupCount")?.unwrap_or(0).clamp(0, 15) as u32,
+            selling_point_count: body.int("sellingPointCount")?.unwrap_or(0).clamp(0, 15) as u32,
+            ecom_detail_modules: match body.get("ecomDetailModules") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|m| m.as_str().or_else(|| m["id"].as_str()))
+                    .map(str::to_string)
+                    .take(15)
+                    .collect(),
+                _ => Vec::new(),
+            },
             meta: JobMeta::parse(&body)?,
         })
     }
@@ -104,6 +149,10 @@ pub struct WritePrompts {
     pub module: String,
     pub output_language: String,
     pub style_constraint: Option<Value>,
+    /// `design_specs` (a string, or an object written as JSON).
+    pub design_specs: Option<String>,
+    /// `clothingMode` (prompt_generation | model_prompt_generation, kept as sent).
+    pub clothing_mode: Option<String>,
     pub stream: bool,
 }
 
@@ -134,10 +183,14 @@ impl WritePrompts {
             module: body
                 .choice("module", &["genesis", "default", "clothing", "ecom-detail"])?
                 .unwrap_or_else(|| "default".into()),
-            output_language: body
-                .choice("outputLanguage", LANGUAGES)?
-                .unwrap_or_else(|| "en".into()),
+            output_language: language(&body, &["outputLanguage", "targetLanguage"]),
             style_constraint: style_constraint(&body)?,
+            design_specs: match body.get("design_specs") {
+                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+                Some(v @ Value::Object(_)) => Some(v.to_string()),
+                _ => None,
+            },
+            clothing_mode: body.short_string("clothingMode", 64)?,
             stream: body.bool("stream")?.unwrap_or(true),
         })
     }

@@ -134,11 +134,13 @@ async fn analyze_single(state: State, req: Request) -> Response {
                 check_images(&state, "productImages", products)?;
                 products
                     .iter()
-                    .flat_map(|p| (0..body.image_count).map(move |_| p))
-                    .map(|p| {
+                    .enumerate()
+                    .flat_map(|(pi, p)| (0..body.image_count).map(move |i| (pi, i, p)))
+                    .map(|(pi, i, p)| {
                         unit(json!({"mode": "single", "prompt": style_prompt,
                             "product_image": p, "reference_image": reference,
-                            "background": "gradient"}))
+                            "background": "gradient", "reference_index": 0,
+                            "group_index": i, "product_index": pi}))
                     })
                     .collect()
             }
@@ -151,11 +153,13 @@ async fn analyze_single(state: State, req: Request) -> Response {
                 check_images(&state, "productImage", std::slice::from_ref(product))?;
                 references
                     .iter()
-                    .flat_map(|r| (0..*groups).map(move |g| (r, g)))
-                    .map(|(r, g)| {
+                    .enumerate()
+                    .flat_map(|(ri, r)| (0..*groups).map(move |g| (ri, r, g)))
+                    .map(|(ri, r, g)| {
                         unit(json!({"mode": "batch", "prompt": style_prompt,
                             "product_image": product, "reference_image": r, "group": g,
-                            "background": "gradient"}))
+                            "background": "gradient", "reference_index": ri,
+                            "group_index": g, "product_index": 0}))
                     })
                     .collect()
             }
@@ -164,10 +168,12 @@ async fn analyze_single(state: State, req: Request) -> Response {
                 background,
             } => products
                 .iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(pi, p)| {
                     unit(
                         json!({"mode": "refinement", "prompt": GENERIC_REFINEMENT_PROMPT,
-                        "product_image": p, "background": background.as_str()}),
+                        "product_image": p, "background": background.as_str(),
+                        "reference_index": 0, "group_index": 0, "product_index": pi}),
                     )
                 })
                 .collect(),
@@ -214,11 +220,19 @@ async fn analyze_product(state: State, req: Request) -> Response {
             )
         })?;
         check_images(&state, "productImage", &body.product_images)?;
+        if let Some(model_image) = &body.model_image {
+            check_images(&state, "modelImage", std::slice::from_ref(model_image))?;
+        }
         let unit = json!({
             "product_images": body.product_images, "requirements": body.requirements,
             "image_count": body.image_count, "output_language": body.output_language,
             "prompt_profile": body.prompt_profile, "white_background": body.white_background,
             "style_constraint": body.style_constraint, "upstream_model": entry.upstream_model,
+            "studio_type": body.studio_type, "clothing_mode": body.clothing_mode,
+            "model_image": body.model_image, "ui_language": body.ui_language,
+            "detail_closeup_count": body.detail_closeup_count,
+            "selling_point_count": body.selling_point_count,
+            "ecom_detail_modules": body.ecom_detail_modules,
         });
         let model = ResolvedModel {
             size: entry.default_size.clone(),

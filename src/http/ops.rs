@@ -115,6 +115,7 @@ async fn public_config(state: State) -> Response {
             "json_body_limit_bytes": config.server.json_body_limit_bytes,
             "image_max_bytes": config.limits.image_max_bytes,
             "job_creations_per_minute": config.limits.job_creations_per_minute,
+            "prompt_streams_per_minute": config.limits.prompt_streams_per_minute,
             "daily_analysis": config.limits.daily_analysis,
             "active_jobs": {
                 "ANALYSIS": config.limits.active_jobs_analysis,

@@ -14,6 +14,9 @@ use crate::actors::ledger_jobs::start_prompt_stream;
 use crate::catalog::{self, ModelEntry};
 use crate::domain::{ApiError, ErrorCode};
 use crate::generation::pipeline::style_dimensions;
+use crate::generation::prompt_objects::{
+    full_text, genesis_prompts, is_blueprint, system_prompt, PromptAssembler,
+};
 use crate::generation::requests::{StyleDimensions, WritePrompts};
 use crate::providers::{Provider, ProviderError, TextPurpose, TextRequest, TextSink};
 
@@ -78,8 +81,11 @@ fn text_provider(
     Some((entry, provider))
 }
 
-/// `generate-prompts-v2`: image prompts written from an analysis, streamed as
-/// `data: {"fullText": …}` events and `data: [DONE]`, or one JSON with `stream:false`.
+/// `generate-prompts-v2`: image prompts as the reference's prompt objects, streamed as
+/// `data: {"fullText": "<JSON array so far>"}` events (the first, empty, at once) and
+/// `data: [DONE]`, or one JSON with `stream:false`. The genesis module with a blueprint
+/// writes its prompts without a model. A failure after the stream began is
+/// `{"fullText", "error": "<message>", "code": "PROMPT_STREAM_FAILED"}` then `[DONE]`.
 async fn generate_prompts(state: State, req: Request) -> Response {
     let user = match authenticate(&state, &req).await {
         Ok(user) => user,
@@ -88,85 +94,111 @@ async fn generate_prompts(state: State, req: Request) -> Response {
     let prepared = async {
         let raw: Value = req.json()?;
         let body = WritePrompts::parse(&raw)?;
-        let (entry, provider) = text_provider(
-            &state,
-            state.config.generation.prompt_model.as_deref(),
-        )
-        .ok_or_else(|| {
-            ApiError::with_message(ErrorCode::MODEL_UNAVAILABLE, "no prompt model is available")
-        })?;
-        let per_minute = state.config.limits.job_creations_per_minute;
+        let genesis = body.module == "genesis" && is_blueprint(&body.analysis);
+        let found = text_provider(&state, state.config.generation.prompt_model.as_deref());
+        if found.is_none() && !genesis {
+            return Err(ApiError::with_message(
+                ErrorCode::MODEL_UNAVAILABLE,
+                "no prompt model is available",
+            ));
+        }
+        let per_minute = state.config.limits.prompt_streams_per_minute;
         let user_id = user.id.clone();
         state
             .db
             .write(move |conn| start_prompt_stream(conn, &user_id, per_minute))
             .await?;
-        Ok::<_, ApiError>((body, entry, provider))
+        Ok::<_, ApiError>((body, found.filter(|_| !genesis)))
     };
-    let (body, entry, provider) = match prepared.await {
+    let (body, found) = match prepared.await {
         Ok(ready) => ready,
         Err(err) => return reply::error(&err),
     };
-    let request = TextRequest {
-        purpose: TextPurpose::Prompts,
-        model: entry.upstream_model.clone(),
-        system: format!(
-            "You write {} image prompts for e-commerce product photos ({} module), one per \
-             line, in language {}.",
-            body.image_count, body.module, body.output_language
-        ),
-        user: body.analysis.to_string(),
-        images: Vec::new(),
-        input: json!({"analysis": body.analysis, "image_count": body.image_count,
-                      "style_constraint": body.style_constraint}),
-    };
-    let (tx, mut rx) = mpsc::channel::<StreamItem>(32);
-    let gauge = StreamGauge::start(&state.prompt_streams);
-    tokio::task::spawn_blocking(move || {
-        let _gauge = gauge;
-        let mut sink = ChannelSink(tx);
-        if let Err(err) = provider.stream_text(&request, &mut sink) {
-            tracing::warn!(error = %err.message, "prompt stream failed");
-            let _ = sink.0.blocking_send(StreamItem::Failed(err));
+    let (tx, mut rx) = mpsc::channel::<StreamItem>(64);
+    match found {
+        Some((entry, provider)) => {
+            let mut user_text = body.analysis.to_string();
+            if let Some(specs) = &body.design_specs {
+                user_text.push_str(&format!("\n\nDesign specs override: {specs}"));
+            }
+            if let Some(style) = body
+                .style_constraint
+                .as_ref()
+                .and_then(|s| s["prompt"].as_str())
+            {
+                user_text.push_str(&format!(
+                    "\n\nStyle constraints (highest priority): {style}"
+                ));
+            }
+            let request = TextRequest {
+                purpose: TextPurpose::Prompts,
+                model: entry.upstream_model.clone(),
+                system: system_prompt(
+                    body.image_count,
+                    &body.module,
+                    &body.output_language,
+                    body.clothing_mode.as_deref(),
+                ),
+                user: user_text,
+                images: Vec::new(),
+                input: json!({"analysis": body.analysis, "image_count": body.image_count,
+                              "style_constraint": body.style_constraint,
+                              "design_specs": body.design_specs}),
+            };
+            let gauge = StreamGauge::start(&state.prompt_streams);
+            tokio::task::spawn_blocking(move || {
+                let _gauge = gauge;
+                let mut sink = ChannelSink(tx);
+                if let Err(err) = provider.stream_text(&request, &mut sink) {
+                    tracing::warn!(error = %err.message, "prompt stream failed");
+                    let _ = sink.0.blocking_send(StreamItem::Failed(err));
+                }
+            });
         }
-    });
-    let failed =
-        |err: ProviderError| ApiError::with_message(ErrorCode::PROMPT_STREAM_FAILED, err.message);
+        None => {
+            let style = body
+                .style_constraint
+                .as_ref()
+                .and_then(|s| s["prompt"].as_str());
+            let prompts = genesis_prompts(&body.analysis, &body.output_language, style);
+            for prompt in prompts {
+                // Each object on its own: the stream grows one prompt at a time.
+                let _ = tx.try_send(StreamItem::Delta(prompt.to_string()));
+            }
+            // No upstream: the stream ends once these are read.
+            drop(tx);
+        }
+    }
     if !body.stream {
-        let mut full_text = String::new();
+        let mut prompts = PromptAssembler::new();
         while let Some(item) = rx.recv().await {
             match item {
-                StreamItem::Delta(text) => full_text.push_str(&text),
-                StreamItem::Failed(err) => return reply::error(&failed(err)),
+                StreamItem::Delta(text) => {
+                    prompts.push(&text);
+                }
+                StreamItem::Failed(err) => {
+                    return reply::error(&ApiError::with_message(
+                        ErrorCode::PROMPT_STREAM_FAILED,
+                        err.message,
+                    ))
+                }
             }
         }
-        return reply::ok(&json!({"fullText": full_text}));
+        prompts.finish();
+        return reply::ok(&json!({"fullText": full_text(prompts.objects())}));
     }
-    // An upstream that fails before its first byte is a plain JSON error.
-    let first = match rx.recv().await {
-        Some(StreamItem::Failed(err)) => return reply::error(&failed(err)),
-        other => other,
-    };
     let (mut out, response) = sse::channel();
     tokio::spawn(async move {
-        let mut full_text = String::new();
-        let mut next = first;
+        let mut prompts = PromptAssembler::new();
+        // The reference flushes an empty fullText at once (generate-prompts-v2 L1425).
+        if !out
+            .send(sse::frame(None, None, &json!({"fullText": ""}).to_string()))
+            .await
+        {
+            return;
+        }
         loop {
-            let frame = match next {
-                Some(StreamItem::Delta(text)) => {
-                    full_text.push_str(&text);
-                    json!({"fullText": full_text}).to_string()
-                }
-                Some(StreamItem::Failed(err)) => {
-                    json!({"error": {"code": "PROMPT_STREAM_FAILED", "message": err.message}})
-                        .to_string()
-                }
-                None => break,
-            };
-            if !out.send(sse::frame(None, None, &frame)).await {
-                return;
-            }
-            next = loop {
+            let next = loop {
                 tokio::select! {
                     item = rx.recv() => break item,
                     _ = out.closed() => return,
@@ -177,6 +209,33 @@ async fn generate_prompts(state: State, req: Request) -> Response {
                     }
                 }
             };
+            let frame = match next {
+                Some(StreamItem::Delta(text)) => {
+                    if !prompts.push(&text) {
+                        continue;
+                    }
+                    json!({"fullText": full_text(prompts.objects())})
+                }
+                Some(StreamItem::Failed(err)) => {
+                    // The reference client reads `error` as a string (EcomStudioForm.tsx L665).
+                    let frame = json!({"fullText": full_text(prompts.objects()),
+                                       "error": err.message, "code": "PROMPT_STREAM_FAILED"});
+                    out.send(sse::frame(None, None, &frame.to_string())).await;
+                    break;
+                }
+                None => {
+                    if prompts.finish() {
+                        let frame = json!({"fullText": full_text(prompts.objects())});
+                        if !out.send(sse::frame(None, None, &frame.to_string())).await {
+                            return;
+                        }
+                    }
+                    break;
+                }
+            };
+            if !out.send(sse::frame(None, None, &frame.to_string())).await {
+                return;
+            }
         }
         out.send(sse::frame(None, None, "[DONE]")).await;
     });

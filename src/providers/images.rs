@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::{ProviderError, UnitRequest};
 use crate::domain::jobs::UnitOutcome;
+use crate::domain::results::{delivery, size_json, SizeStatus};
 use crate::domain::ErrorCode;
 use crate::fetch::Fetcher;
 use crate::storage::{parse_reference, sniff_image, Storage, StorageError};
@@ -118,8 +119,17 @@ impl ImageSource {
         references.iter().map(|r| self.load(r)).collect()
     }
 
-    /// Stores an output image of `unit` and describes it as the unit's result.
+    /// Stores an output image of `unit` and describes it as the unit's result. An output
+    /// whose longest edge exceeds the requested size's is scaled down first
+    /// (`size_status: normalized_down`); a smaller one is kept as is (`too_small`).
     pub fn store_output(&self, unit: &UnitRequest, bytes: &[u8]) -> UnitOutcome {
+        let unreadable = || {
+            ProviderError::retryable(
+                ErrorCode::UPSTREAM_ERROR,
+                format!("{} returned an image that cannot be read", unit.provider),
+            )
+            .into_outcome()
+        };
         let Some(mime) = sniff_image(bytes) else {
             return ProviderError::retryable(
                 ErrorCode::UPSTREAM_ERROR,
@@ -127,16 +137,22 @@ impl ImageSource {
             )
             .into_outcome();
         };
-        let Some((width, height)) = image::ImageReader::new(Cursor::new(bytes))
+        let Some(actual) = image::ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .ok()
             .and_then(|r| r.into_dimensions().ok())
         else {
-            return ProviderError::retryable(
-                ErrorCode::UPSTREAM_ERROR,
-                format!("{} returned an image that cannot be read", unit.provider),
-            )
-            .into_outcome();
+            return unreadable();
+        };
+        let image_size = unit.input["image_size"].as_str().unwrap_or("1K");
+        let (status, delivered) = delivery(actual, image_size);
+        let (stored, mime) = if status == SizeStatus::NormalizedDown {
+            match downscale(bytes, mime, delivered) {
+                Some(scaled) => scaled,
+                None => return unreadable(),
+            }
+        } else {
+            (bytes.to_vec(), mime)
         };
         let ext = match mime {
             "image/jpeg" => "jpg",
@@ -144,7 +160,7 @@ impl ImageSource {
             _ => "png",
         };
         let key = format!("{}/{}-{}.{ext}", unit.job_id, unit.unit_index, unit.attempt);
-        if let Err(e) = self.storage.put("generated", &key, bytes, mime) {
+        if let Err(e) = self.storage.put("generated", &key, &stored, mime) {
             return ProviderError::retryable(
                 ErrorCode::UPSTREAM_ERROR,
                 format!("could not store the image: {e}"),
@@ -154,14 +170,41 @@ impl ImageSource {
         UnitOutcome::Success {
             result: json!({
                 "url": self.storage.url_for("generated", &key),
-                "width": width,
-                "height": height,
-                "bytes": bytes.len(),
+                "width": delivered.0,
+                "height": delivered.1,
+                "bytes": stored.len(),
                 "mime_type": mime,
                 "model": unit.model,
+                "object_path": format!("generated/{key}"),
+                "provider_size": Value::Null,
+                "actual_size": size_json(actual),
+                "delivered_size": size_json(delivered),
+                "size_status": status.as_str(),
+                "normalized_by_server": status == SizeStatus::NormalizedDown,
             }),
         }
     }
+}
+
+/// Scales an output image to `to` pixels: JPEG stays JPEG, anything else becomes PNG
+/// (as the reference does, L4566).
+fn downscale(bytes: &[u8], mime: &'static str, to: (u32, u32)) -> Option<(Vec<u8>, &'static str)> {
+    let decoded = image::load_from_memory(bytes).ok()?;
+    let scaled = decoded.resize_exact(to.0, to.1, image::imageops::FilterType::Lanczos3);
+    let (format, mime) = if mime == "image/jpeg" {
+        (image::ImageFormat::Jpeg, "image/jpeg")
+    } else {
+        (image::ImageFormat::Png, "image/png")
+    };
+    let mut out = Vec::new();
+    let encoded = if format == image::ImageFormat::Jpeg {
+        image::DynamicImage::ImageRgb8(scaled.to_rgb8())
+            .write_to(&mut Cursor::new(&mut out), format)
+    } else {
+        scaled.write_to(&mut Cursor::new(&mut out), format)
+    };
+    encoded.ok()?;
+    Some((out, mime))
 }
 
 enum DimensionError {

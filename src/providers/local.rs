@@ -137,23 +137,7 @@ impl LocalProvider {
                 details: None,
             };
         }
-        let key = format!("{}/{}-{}.png", unit.job_id, unit.unit_index, unit.attempt);
-        let storage = self.images.storage();
-        if let Err(e) = storage.put("generated", &key, &png, "image/png") {
-            return UnitOutcome::Retryable {
-                code: ErrorCode::UPSTREAM_ERROR,
-                message: format!("could not store the image: {e}"),
-                retry_after_ms: None,
-            };
-        }
-        UnitOutcome::Success {
-            result: json!({
-                "url": storage.url_for("generated", &key),
-                "width": width,
-                "height": height,
-                "bytes": png.len(),
-            }),
-        }
+        self.images.store_output(unit, &png)
     }
 
     /// Reads and decodes an input image (size-checked before decoding).
@@ -275,7 +259,8 @@ impl Provider for LocalProvider {
         }
         let chunks = match request.purpose {
             TextPurpose::ProductAnalysis | TextPurpose::RepairJson => {
-                vec![analysis_json(&request.input).to_string()]
+                let ask = crate::generation::blueprint::BlueprintAsk::from_input(&request.input);
+                vec![crate::generation::blueprint::local_answer(&ask).to_string()]
             }
             TextPurpose::Prompts => prompt_chunks(
                 &request.input["analysis"],
@@ -328,29 +313,36 @@ impl LocalProvider {
     }
 }
 
-/// The analysis the local provider "sees" in any product photo.
-fn analysis_json(input: &Value) -> Value {
-    let hint = input["requirements"].as_str().unwrap_or("product");
-    json!({
-        "product_name": format!("Studio product ({hint})"),
-        "category": "general merchandise",
-        "selling_points": ["clean design", "everyday use", "gift-ready packaging"],
-        "materials": ["unknown"],
-        "colors": ["as photographed"],
-        "style": "minimal studio",
-        "design_specs": {"background": "white", "lighting": "soft box"},
-        "image_prompts_seed": [
-            "the product centred on a seamless white background, soft shadow",
-            "the product on a light gradient backdrop, three-quarter view"
-        ],
-        "source": "local",
-    })
-}
-
-/// Text the local provider "writes" for prompt streaming: deterministic, in chunks.
+/// Text the local provider "writes" for prompt streaming: a JSON array of the reference's
+/// prompt objects, deterministic, each object sent in two chunks (so a stream is cut
+/// mid-object at every other chunk).
 fn prompt_chunks(analysis: &Value, count: usize) -> Vec<String> {
-    let name = analysis["product_name"].as_str().unwrap_or("the product");
-    (1..=count.max(1))
-        .map(|i| format!("Prompt {i}: {name}, centred, soft studio light, clean background.\n"))
-        .collect()
+    let name = analysis["product_name"]
+        .as_str()
+        .or_else(|| analysis["product_summary"].as_str())
+        .unwrap_or("the product");
+    let count = count.max(1);
+    let mut chunks = Vec::new();
+    for i in 1..=count {
+        let object = json!({
+            "prompt": format!("Prompt {i}: {name}, centred, soft studio light, clean background."),
+            "title": format!("Image {i}"),
+            "negative_prompt": "blur, watermark, extra text",
+            "marketing_hook": format!("{name}, ready to use"),
+            "priority": 0,
+        })
+        .to_string();
+        let piece = format!(
+            "{}{object}{}",
+            if i == 1 { "[" } else { ", " },
+            if i == count { "]" } else { "" }
+        );
+        let mut mid = piece.len() / 2;
+        while !piece.is_char_boundary(mid) {
+            mid += 1;
+        }
+        chunks.push(piece[..mid].to_string());
+        chunks.push(piece[mid..].to_string());
+    }
+    chunks
 }

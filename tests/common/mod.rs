@@ -37,6 +37,7 @@ pub fn unlimited(config: &mut Config) {
     config.limits.active_jobs_analysis = 100_000;
     config.limits.active_jobs_style_replicate = 100_000;
     config.limits.job_creations_per_minute = 100_000;
+    config.limits.prompt_streams_per_minute = 100_000;
 }
 
 /// Starts a server with the default test configuration.

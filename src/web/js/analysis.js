@@ -49,6 +49,20 @@ function showAnalysis(analysis, count) {
   streamPrompts(analysis, count);
 }
 
+/**
+ * The prompt texts of a frame's `fullText`: a JSON array of prompt objects
+ * `{prompt, title, negative_prompt, marketing_hook, priority}` (the first frame is empty).
+ */
+function promptTexts(fullText) {
+  if (typeof fullText !== 'string' || fullText === '') return [];
+  try {
+    const items = JSON.parse(fullText);
+    return Array.isArray(items) ? items.map((p) => String(p?.prompt ?? '')).filter(Boolean) : [];
+  } catch {
+    return [];
+  }
+}
+
 async function streamPrompts(analysis, count) {
   const out = $('prompt-stream');
   const error = $('job-error');
@@ -63,14 +77,15 @@ async function streamPrompts(analysis, count) {
     await readEvents(res, (event) => {
       if (event.data === '[DONE]') return false;
       const data = JSON.parse(event.data);
-      if (data.error) {
-        showError(error, new Error(data.error.message || data.error.code));
+      if (typeof data.error === 'string') {
+        showError(error, new Error(data.error || data.code));
         return false;
       }
-      if (typeof data.fullText === 'string') out.textContent = data.fullText;
+      const prompts = promptTexts(data.fullText);
+      if (prompts.length > 0) out.textContent = prompts.join('\n');
       return true;
     });
-    $('use-prompt').hidden = !out.textContent;
+    $('use-prompt').hidden = !out.textContent || out.textContent === 'Writing prompts…';
   } catch (err) {
     showError(error, err);
   } finally {
