@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod packages;
 pub mod pool;
+pub mod rest;
 pub mod sessions;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ mod ops;
 mod paging;
 mod prompts;
 pub mod reply;
+mod rest;
 mod sse;
 mod storage;
 mod web;
@@ -42,7 +43,7 @@ pub type State = Arc<AppState>;
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Each module's routes are boxed: one long chain of filter types overflows the
     // compiler's trait solver in release builds (E0275).
-    let groups: [BoxedFilter<(Response,)>; 10] = [
+    let groups: [BoxedFilter<(Response,)>; 11] = [
         ops::routes(state.clone()).boxed(),
         auth::routes(state.clone()).boxed(),
         account::routes(state.clone()).boxed(),
@@ -53,6 +54,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         storage::routes(state.clone()).boxed(),
         billing::routes(state.clone()).boxed(),
         web::routes(state.clone()).boxed(),
+        rest::routes(state.clone()).boxed(),
     ];
     let api = groups
         .into_iter()
@@ -108,28 +110,52 @@ pub async fn authenticate(state: &State, req: &Request) -> Result<User, ApiError
         })
 }
 
+/// The headers browsers may send: Atelier's own plus every one supabase-js and its
+/// sub-clients set (postgrest-js: `prefer`, `range`, `accept-profile`, `content-profile`,
+/// `x-retry-count`; functions-js: `x-region`; auth-js: `x-supabase-api-version`).
+const CORS_ALLOW_HEADERS: [&str; 20] = [
+    "authorization",
+    "content-type",
+    "accept",
+    "apikey",
+    "x-client-info",
+    "x-supabase-api-version",
+    "x-retry-count",
+    "x-region",
+    "prefer",
+    "range",
+    "range-unit",
+    "accept-profile",
+    "content-profile",
+    "x-upsert",
+    "cache-control",
+    "x-request-id",
+    "idempotency-key",
+    "x-worker-secret",
+    "last-event-id",
+    "if-none-match",
+];
+
 fn cors(origins: &[String]) -> warp::cors::Cors {
     let builder = warp::cors()
         .allow_methods([
             Method::GET,
             Method::POST,
             Method::PUT,
+            Method::PATCH,
             Method::DELETE,
             Method::HEAD,
             Method::OPTIONS,
         ])
-        .allow_headers([
-            "authorization",
-            "content-type",
-            "apikey",
-            "x-client-info",
+        .allow_headers(CORS_ALLOW_HEADERS)
+        .expose_headers([
             "x-request-id",
-            "idempotency-key",
-            "x-worker-secret",
-            "last-event-id",
-            "range",
+            "retry-after",
+            "etag",
+            "content-range",
+            "range-unit",
+            "preference-applied",
         ])
-        .expose_headers(["x-request-id", "retry-after", "etag", "content-range"])
         .max_age(600);
     if origins.iter().any(|o| o == "*") {
         builder.allow_any_origin().build()
