@@ -2,6 +2,7 @@
 
 pub mod billing;
 pub mod billing_apply;
+pub mod changes;
 pub mod generator;
 pub mod ledger;
 pub mod ledger_jobs;

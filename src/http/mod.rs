@@ -12,6 +12,7 @@ mod openapi;
 mod ops;
 mod paging;
 mod prompts;
+mod realtime;
 pub mod reply;
 mod rest;
 mod sse;
@@ -43,7 +44,7 @@ pub type State = Arc<AppState>;
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Each module's routes are boxed: one long chain of filter types overflows the
     // compiler's trait solver in release builds (E0275).
-    let groups: [BoxedFilter<(Response,)>; 11] = [
+    let groups: [BoxedFilter<(Response,)>; 12] = [
         ops::routes(state.clone()).boxed(),
         auth::routes(state.clone()).boxed(),
         account::routes(state.clone()).boxed(),
@@ -55,6 +56,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         billing::routes(state.clone()).boxed(),
         web::routes(state.clone()).boxed(),
         rest::routes(state.clone()).boxed(),
+        realtime::routes(state.clone()).boxed(),
     ];
     let api = groups
         .into_iter()

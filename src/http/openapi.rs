@@ -472,6 +472,13 @@ fn operations() -> Vec<Op> {
             "A remote procedure mapped onto Atelier's ledger; unknown → 404 PGRST202",
         )
         .public(),
+        op(
+            "get",
+            "/realtime/v1/websocket",
+            "supabase",
+            "WebSocket upgrade: Supabase Realtime's Phoenix protocol (vsn 1.0.0 or 2.0.0), postgres_changes of generation_jobs and profiles for the token's user",
+        )
+        .public(),
     ]
 }
 
