@@ -265,3 +265,17 @@ CREATE TABLE refunds (
     created_at       INTEGER NOT NULL
 );
 CREATE INDEX refunds_user ON refunds(user_id, id);
+
+-- migration: 7
+-- A cancel is a state of the job: a unit that ends after it is released, never
+-- requeued or charged. Atelier's own idempotency keys (an operator's retry) live apart
+-- from the sellers' client_job_id, so a seller can never take one, and are never
+-- forgotten; the retries recorded so far move over.
+ALTER TABLE generation_jobs ADD COLUMN cancelled_at INTEGER;
+ALTER TABLE generation_jobs ADD COLUMN internal_key TEXT;
+UPDATE generation_jobs SET internal_key = client_job_id, client_job_id = NULL
+    WHERE client_job_id IS NOT NULL
+      AND client_job_id = 'retry:' ||
+          CASE WHEN json_valid(payload) THEN json_extract(payload, '$.retry_of') END;
+CREATE UNIQUE INDEX generation_jobs_internal_key ON generation_jobs(internal_key)
+    WHERE internal_key IS NOT NULL;

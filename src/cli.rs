@@ -7,9 +7,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, StartError};
 use crate::config::Config;
-use crate::db::{accounts, ledger, migrate};
+use crate::db::{accounts, migrate};
+use crate::domain::credits;
 use crate::domain::time::rfc3339;
-use crate::ops::backup;
+use crate::ops::{audit, backup};
 
 /// Atelier — the backend of an AI product-photo studio in one binary.
 #[derive(Debug, Parser)]
@@ -118,7 +119,9 @@ pub struct CreditsGrant {
     /// Why, kept in the ledger row.
     #[arg(long)]
     pub reason: String,
-    /// Idempotency key (default: a new one, so every call grants).
+    /// Idempotency key, the same as `idempotency_key` of `POST /v1/admin/credits` (a
+    /// correction made through both with one key applies once). Default: a new one, so
+    /// every call grants.
     #[arg(long)]
     pub key: Option<String>,
 }
@@ -260,6 +263,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
         Command::Credits(CreditsCommand::Grant(args)) => {
+            credits::check_amount("--amount", args.amount, true).map_err(|e| fail(e.message))?;
             let state = app::build_core(&config).await?;
             let email = args.email.trim().to_ascii_lowercase();
             let user = state
@@ -267,14 +271,19 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
                 .with_conn(|conn| accounts::find_by_email(conn, &email))
                 .map_err(|e| fail(e.to_string()))?
                 .ok_or_else(|| fail(format!("no user with email {email}")))?;
-            let key = args
-                .key
-                .unwrap_or_else(|| format!("cli:{}", uuid::Uuid::now_v7()));
+            // The same namespace as `POST /v1/admin/credits`: one correction made through
+            // both (same key) applies once.
             let entry = state
                 .ledger
-                .adjust(user.id.clone(), args.amount, key, args.reason)
+                .adjust(user.id.clone(), args.amount, args.key, args.reason)
                 .await
                 .map_err(|e| fail(e.message))?;
+            let available = state
+                .db
+                .with_conn(|conn| accounts::credits(conn, &user.id))
+                .map_err(|e| fail(e.to_string()))?
+                .unwrap_or_default()
+                .available();
             println!(
                 "{} {} credits for {}; available now {}",
                 if args.amount > 0 {
@@ -284,7 +293,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
                 },
                 entry.amount,
                 user.email,
-                entry.available_after
+                available
             );
             Ok(())
         }
@@ -373,33 +382,16 @@ async fn shutdown_signal() {
 
 async fn audit(config: Config) -> Result<(), CliError> {
     let db = app::open_db(&config).await?;
-    let accounts = db
-        .with_conn(ledger::recompute_all)
+    let report = db
+        .with_conn(audit::audit)
         .map_err(|e| fail(e.to_string()))?;
-    let mut problems = 0;
-    for (user_id, from_ledger, stored) in &accounts {
-        if from_ledger != stored {
-            problems += 1;
-            println!("MISMATCH account {user_id}: stored {stored:?}, ledger says {from_ledger:?}");
-        }
-        if stored.available() < 0 {
-            problems += 1;
-            println!(
-                "NEGATIVE account {user_id}: available {}",
-                stored.available()
-            );
-        }
+    for problem in &report.problems {
+        println!("{problem}");
     }
-    let job_problems = db
-        .with_conn(crate::db::jobs::audit_jobs)
-        .map_err(|e| fail(e.to_string()))?;
-    for (job_id, problem) in &job_problems {
-        problems += 1;
-        println!("MISMATCH job {job_id}: {problem}");
-    }
+    let problems = report.problems.len();
     println!(
         "audited {} accounts and their jobs: {problems} problem(s)",
-        accounts.len()
+        report.accounts
     );
     if problems > 0 {
         return Err(CliError {

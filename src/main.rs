@@ -5,6 +5,12 @@ use clap::Parser;
 use atelier::cli::{self, Cli};
 use atelier::config::Config;
 
+/// jemalloc instead of glibc's allocator: glibc kept the 19 MiB argon2 blocks of a
+/// login burst resident (64 signups + 64 logins: 31 → 396 MiB, and it stayed there);
+/// jemalloc returns them (34 → 37 MiB). `scripts/login-storm.py` measures it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let args = Cli::parse();
     let config = match Config::load(args.config.as_deref()) {

@@ -239,7 +239,7 @@ async fn admin_retries_the_failed_units_of_a_job() {
     assert_eq!(retried["payload"]["retry_of"], job["id"]);
     assert_eq!(
         app.credits(&seller.access_token).await,
-        json!({"subscription": 0, "purchased": 28, "held": 0, "available": 28})
+        json!({"subscription": 0, "purchased": 28, "held": 0, "debt": 0, "available": 28})
     );
 
     let done = json!({"model": "local", "prompt": "a box", "productImage": common::small_png()});

@@ -181,7 +181,7 @@ async fn signup_bonus_shows_on_me() {
     let body = json_with_status(me(&app, &user.access_token).await, 200).await;
     assert_eq!(
         body["credits"],
-        json!({"subscription": 0, "purchased": 30, "held": 0, "available": 30})
+        json!({"subscription": 0, "purchased": 30, "held": 0, "debt": 0, "available": 30})
     );
     assert!(body["subscription"].is_null(), "{body}");
     assert_eq!(body["id"], user.id.as_str());

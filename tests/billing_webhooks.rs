@@ -151,11 +151,15 @@ async fn refund_after_spending_becomes_debt_paid_by_the_next_grant() {
     deliver_ok(&app, &charge("evt_ref_full", 500, true)).await;
     let credits = app.credits(&user.access_token).await;
     assert_eq!(credits["available"], 0, "{credits}");
+    // Newest first: the shortfall as its own debt row, after the reversal.
     let entries = ledger_entries(&app, &user).await;
-    let reverse = &entries[0];
+    let (owed, reverse) = (&entries[0], &entries[1]);
     assert_eq!(reverse["kind"], "reverse");
     assert_eq!(reverse["amount"], 250);
     assert_eq!(reverse["stripe_event_id"], "evt_ref_full");
+    assert_eq!(owed["kind"], "debt");
+    assert_eq!(owed["amount"], 170, "250 reversed, 80 were available");
+    assert_eq!(owed["stripe_event_id"], "evt_ref_full");
     let db = &app.running.as_ref().unwrap().state.db;
     let debt = |db: &atelier::db::Db| {
         db.with_conn(|c| atelier::db::accounts::credits(c, &user.id))

@@ -70,7 +70,7 @@ async fn run_job(app: &TestApp, user: &TestUser, function: &str, body: &Value) -
 async fn assert_credits(app: &TestApp, user: &TestUser, available: i64) {
     assert_eq!(
         app.credits(&user.access_token).await,
-        json!({"subscription": 0, "purchased": available, "held": 0, "available": available})
+        json!({"subscription": 0, "purchased": available, "held": 0, "debt": 0, "available": available})
     );
 }
 

@@ -182,7 +182,7 @@ async fn every_generation_refusal_has_its_code_and_moves_nothing() {
     }
     assert_eq!(
         app.credits(token).await,
-        json!({"subscription": 0, "purchased": 30, "held": 0, "available": 30})
+        json!({"subscription": 0, "purchased": 30, "held": 0, "debt": 0, "available": 30})
     );
 
     // Admin-only is checked before availability: an admin gets past it.

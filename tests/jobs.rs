@@ -105,7 +105,7 @@ async fn image_job_produces_real_pngs_and_captures_each_unit() {
     }
     assert_eq!(
         credits(&app, &user.access_token).await,
-        json!({"subscription": 0, "purchased": 27, "held": 0, "available": 27})
+        json!({"subscription": 0, "purchased": 27, "held": 0, "debt": 0, "available": 27})
     );
     let ledger = json_with_status(app.get("/v1/ledger", Some(&user.access_token)).await, 200).await;
     let kinds: Vec<&str> = ledger["entries"]

@@ -166,6 +166,7 @@ fn dispatch(conn: &Connection, event: &Event, now: i64) -> Result<Outcome, ApiEr
         "customer.subscription.updated" => subscription_changed(conn, event, false, now),
         "customer.subscription.deleted" => subscription_changed(conn, event, true, now),
         "charge.refunded" => charge_refunded(conn, event, now),
+        "invoice_payment.paid" => invoice_payment_paid(conn, event),
         other => Ok(Outcome::ignored(format!("{other} is not handled"))),
     }
 }
@@ -465,6 +466,30 @@ fn subscription_changed(
     } else {
         outcome.note("a newer status is kept")
     })
+}
+
+/// `invoice_payment.paid` (API 2025-03-31 and later): the only place that links an
+/// invoice to its payment intent, since invoices no longer carry `payment_intent` and
+/// charges no longer carry `invoice`. Without it a renewal's refund, which names only
+/// the payment intent, could not find its payment.
+fn invoice_payment_paid(conn: &Connection, event: &Event) -> Result<Outcome, ApiError> {
+    let object = &event.object;
+    let Some(invoice_id) = ev::id_of(object, "invoice") else {
+        return Ok(Outcome::ignored("invoice payment without an invoice"));
+    };
+    let Some(payment_intent) = ev::id_of(&object["payment"], "payment_intent") else {
+        return Ok(Outcome::ignored("invoice payment without a payment intent"));
+    };
+    Ok(
+        match bdb::payment_by(conn, PaymentKey::Invoice, invoice_id)? {
+            Some(p) => {
+                bdb::attach_ids(conn, &p.id, None, Some(payment_intent))?;
+                Outcome::applied(&p.user_id, vec![Some(payment_intent)])
+                    .note("linked the invoice to its payment intent")
+            }
+            None => Outcome::parked(invoice_id),
+        },
+    )
 }
 
 fn charge_refunded(conn: &Connection, event: &Event, now: i64) -> Result<Outcome, ApiError> {

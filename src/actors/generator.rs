@@ -2,6 +2,7 @@
 //! `concurrency` at once, each under a timeout, and reports every outcome to the
 //! supervisor.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,16 +72,8 @@ impl Actor for GeneratorActor {
         let permits = state.permits.clone();
         let (timeout, settings) = (state.timeout, state.settings);
         tokio::spawn(async move {
-            let outcome = match permits.acquire_owned().await {
-                Ok(permit) => {
-                    run_with_timeout(provider, unit.clone(), timeout, settings, permit).await
-                }
-                Err(_) => UnitOutcome::Retryable {
-                    code: ErrorCode::UPSTREAM_ERROR,
-                    message: "generator is shutting down".into(),
-                    retry_after_ms: None,
-                },
-            };
+            let outcome =
+                run_with_timeout(provider, unit.clone(), timeout, settings, permits).await;
             let _ = report_to.send_message(SupervisorMsg::UnitFinished {
                 provider: unit.provider.clone(),
                 task_id: unit.task_id,
@@ -92,33 +85,60 @@ impl Actor for GeneratorActor {
     }
 }
 
+/// Waits for a slot and runs the unit, all within `timeout` from the dispatch: the
+/// supervisor's lease (`timeout` + a margin, taken at the claim) always outlasts it, so
+/// a unit waiting for a slot behind an abandoned call is never sent twice.
 async fn run_with_timeout(
     provider: Arc<dyn Provider>,
     unit: UnitRequest,
     timeout: Duration,
     settings: PipelineSettings,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permits: Arc<Semaphore>,
 ) -> UnitOutcome {
     let name = provider.name().to_string();
-    let work = tokio::task::spawn_blocking(move || {
-        let outcome = pipeline::run_unit(provider.as_ref(), &unit, settings);
-        drop(permit);
-        outcome
-    });
-    match tokio::time::timeout(timeout, work).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(join)) => {
-            tracing::error!(provider = %name, error = %join, "provider call panicked");
-            UnitOutcome::Permanent {
+    let label = name.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let started_in = started.clone();
+    let work = async move {
+        let Ok(permit) = permits.acquire_owned().await else {
+            return UnitOutcome::Retryable {
                 code: ErrorCode::UPSTREAM_ERROR,
-                message: "the provider failed unexpectedly".into(),
-                details: None,
+                message: "generator is shutting down".into(),
+                retry_after_ms: None,
+            };
+        };
+        started_in.store(true, Ordering::Relaxed);
+        let call = tokio::task::spawn_blocking(move || {
+            let outcome = pipeline::run_unit(provider.as_ref(), &unit, settings);
+            drop(permit);
+            outcome
+        });
+        match call.await {
+            Ok(outcome) => outcome,
+            Err(join) => {
+                tracing::error!(provider = %label, error = %join, "provider call panicked");
+                UnitOutcome::Permanent {
+                    code: ErrorCode::UPSTREAM_ERROR,
+                    message: "the provider failed unexpectedly".into(),
+                    details: None,
+                }
             }
         }
-        Err(_) => UnitOutcome::Retryable {
-            code: ErrorCode::UPSTREAM_TIMEOUT,
-            message: format!("{name} did not answer within {} s", timeout.as_secs()),
-            retry_after_ms: None,
-        },
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let message = if started.load(Ordering::Relaxed) {
+                format!("{name} did not answer within {} s", timeout.as_secs())
+            } else {
+                // Every slot was still taken by calls that had run out of time.
+                format!("no free {name} slot within {} s", timeout.as_secs())
+            };
+            UnitOutcome::Retryable {
+                code: ErrorCode::UPSTREAM_TIMEOUT,
+                message,
+                retry_after_ms: None,
+            }
+        }
     }
 }

@@ -19,7 +19,7 @@ use super::ledger_retry;
 use crate::db::accounts::{self, User};
 use crate::db::ledger::{self, LedgerEntry, NewEntry};
 use crate::db::{Db, DbError};
-use crate::domain::credits::{self, Balances, Bucket};
+use crate::domain::credits::{self, Balances, Bucket, Deltas};
 use crate::domain::jobs::{RetryPolicy, UnitOutcome};
 use crate::domain::time::now_ms;
 use crate::domain::{ApiError, ErrorCode};
@@ -322,7 +322,14 @@ impl LedgerHandle {
             .await
     }
 
-    /// Cancels a job's queued units and releases their holds.
+    /// Fails the queued units of providers not in `known`, releasing their holds (see
+    /// [`ledger_jobs::fail_unroutable`]); returns the jobs changed by this batch.
+    pub async fn fail_unroutable(&self, known: Vec<String>) -> Result<Vec<String>, ApiError> {
+        self.run(move |conn| ledger_jobs::fail_unroutable(conn, &known))
+            .await
+    }
+
+    /// Cancels a job: its queued units now, its running ones when they report.
     pub async fn cancel_job(&self, user_id: String, job_id: String) -> Result<bool, ApiError> {
         self.run(move |conn| ledger_jobs::cancel_job(conn, &user_id, &job_id))
             .await
@@ -343,14 +350,20 @@ impl LedgerHandle {
     }
 
     /// An operator's correction: positive adds purchased credits, negative deducts
-    /// (purchased first) but never below zero available. Idempotent by `key`.
+    /// (purchased first) but never below zero available. Idempotent by the operator's
+    /// `key` (a new one when `None`), kept in the operators' own namespace (`admin:`)
+    /// whichever door it came through, the admin API or the CLI.
     pub async fn adjust(
         &self,
         user_id: String,
         amount: i64,
-        key: String,
+        operator_key: Option<String>,
         reason: String,
     ) -> Result<LedgerEntry, ApiError> {
+        let key = format!(
+            "admin:{}",
+            operator_key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+        );
         self.run(move |conn| adjust(conn, &user_id, amount, &key, &reason))
             .await
     }
@@ -383,18 +396,36 @@ fn open_account(
     Ok(())
 }
 
+/// What a request under an idempotency key asks for, to compare with what the key
+/// recorded: the same key with a different body is a `CONFLICT`, never a silent replay.
+pub(super) struct Expected<'a> {
+    pub user_id: &'a str,
+    pub kind: &'a str,
+    pub amount: i64,
+    /// The signed change to the buckets, where the kind has one direction per request
+    /// (a correction adds or deducts): `None` where the kind fixes the sign.
+    pub net: Option<i64>,
+    pub reason: Option<&'a str>,
+}
+
 /// The row already recorded under `key`, if it is the same movement; a conflict if the
-/// key was used for another.
-fn replay(
+/// key was used for another (another user, kind, amount, direction or reason).
+pub(super) fn replay(
     conn: &Connection,
     key: &str,
-    user_id: &str,
-    kind: &str,
-    amount: i64,
+    expected: &Expected<'_>,
 ) -> Result<Option<LedgerEntry>, ApiError> {
     match ledger::find_by_key(conn, key)? {
         None => Ok(None),
-        Some(entry) if entry.user_id == user_id && entry.kind == kind && entry.amount == amount => {
+        Some(entry)
+            if entry.user_id == expected.user_id
+                && entry.kind == expected.kind
+                && entry.amount == expected.amount
+                && expected.net.is_none_or(|net| {
+                    entry.deltas.subscription + entry.deltas.purchased == net
+                })
+                && entry.reason.as_deref() == expected.reason =>
+        {
             Ok(Some(entry))
         }
         Some(_) => Err(ApiError::with_message(
@@ -402,6 +433,37 @@ fn replay(
             "idempotency key already used for another credit movement",
         )),
     }
+}
+
+/// Records a movement and then, if the seller is in debt and the movement left credits
+/// available (a grant, a release, a correction), the repayment of that debt as its own
+/// row. Every ledger write of the actors goes through here, so no path can make
+/// credits spendable while debt is owed.
+pub(super) fn record(
+    conn: &Connection,
+    entry: &NewEntry<'_>,
+    now: i64,
+) -> Result<LedgerEntry, ApiError> {
+    let (stored, after) = ledger::record(conn, entry, now)?;
+    if let Some(deltas) = credits::repay_debt(&after) {
+        ledger::record(
+            conn,
+            &NewEntry {
+                user_id: entry.user_id,
+                kind: "debt",
+                amount: -deltas.debt,
+                bucket: Some("mixed"),
+                deltas,
+                job_id: entry.job_id,
+                task_id: entry.task_id,
+                stripe_event_id: entry.stripe_event_id,
+                reason: Some("debt repaid"),
+                idempotency_key: &format!("debt-repay:{}", entry.idempotency_key),
+            },
+            now,
+        )?;
+    }
+    Ok(stored)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -415,25 +477,26 @@ pub(super) fn grant(
     stripe_event_id: Option<&str>,
     kind: &str,
 ) -> Result<LedgerEntry, ApiError> {
-    if amount <= 0 {
-        return Err(ApiError::bad_field(
-            "amount",
-            "amount must be a positive integer",
-        ));
-    }
-    if let Some(done) = replay(conn, key, user_id, kind, amount)? {
+    credits::check_amount("amount", amount, false)?;
+    let expected = Expected {
+        user_id,
+        kind,
+        amount,
+        net: Some(amount),
+        reason,
+    };
+    if let Some(done) = replay(conn, key, &expected)? {
         return Ok(done);
     }
-    let balances = balances_of(conn, user_id)?;
-    let deltas = credits::grant(&balances, bucket, amount);
-    let (entry, _) = ledger::record(
+    balances_of(conn, user_id)?;
+    let entry = record(
         conn,
         &NewEntry {
             user_id,
             kind,
             amount,
             bucket: Some(bucket.as_str()),
-            deltas,
+            deltas: credits::grant(bucket, amount),
             stripe_event_id,
             reason,
             idempotency_key: key,
@@ -462,7 +525,14 @@ pub(super) fn reverse(
             "a reversal takes between 1 and the granted amount",
         ));
     }
-    if let Some(done) = replay(conn, key, &original.user_id, "reverse", amount)? {
+    let expected = Expected {
+        user_id: &original.user_id,
+        kind: "reverse",
+        amount,
+        net: None,
+        reason: Some(reason),
+    };
+    if let Some(done) = replay(conn, key, &expected)? {
         return Ok(done);
     }
     let bucket = match original.bucket.as_deref() {
@@ -470,21 +540,44 @@ pub(super) fn reverse(
         _ => Bucket::Purchased,
     };
     let balances = balances_of(conn, &original.user_id)?;
-    let (entry, _) = ledger::record(
+    let reversal = credits::reverse(&balances, bucket, amount);
+    let now = now_ms();
+    let entry = record(
         conn,
         &NewEntry {
             user_id: &original.user_id,
             kind: "reverse",
             amount,
             bucket: Some(bucket.as_str()),
-            deltas: credits::reverse(&balances, bucket, amount),
+            deltas: reversal.taken,
             stripe_event_id,
             reason: Some(reason),
             idempotency_key: key,
             ..NewEntry::default()
         },
-        now_ms(),
+        now,
     )?;
+    if reversal.shortfall > 0 {
+        // What could not be taken is owed: its own movement, so the ledger explains
+        // the debt as it explains every balance.
+        record(
+            conn,
+            &NewEntry {
+                user_id: &original.user_id,
+                kind: "debt",
+                amount: reversal.shortfall,
+                deltas: Deltas {
+                    debt: reversal.shortfall,
+                    ..Deltas::default()
+                },
+                stripe_event_id,
+                reason: Some("refund exceeded the available credits"),
+                idempotency_key: &format!("debt:{key}"),
+                ..NewEntry::default()
+            },
+            now,
+        )?;
+    }
     Ok(entry)
 }
 
@@ -501,9 +594,7 @@ fn adjust(
     key: &str,
     reason: &str,
 ) -> Result<LedgerEntry, ApiError> {
-    if amount == 0 {
-        return Err(ApiError::bad_field("amount", "amount must not be zero"));
-    }
+    credits::check_amount("amount", amount, true)?;
     if amount > 0 {
         return grant(
             conn,
@@ -517,7 +608,14 @@ fn adjust(
         );
     }
     let amount = -amount;
-    if let Some(done) = replay(conn, key, user_id, "adjust", amount)? {
+    let expected = Expected {
+        user_id,
+        kind: "adjust",
+        amount,
+        net: Some(-amount),
+        reason: Some(reason),
+    };
+    if let Some(done) = replay(conn, key, &expected)? {
         return Ok(done);
     }
     let balances = balances_of(conn, user_id)?;
@@ -525,7 +623,7 @@ fn adjust(
         ApiError::new(ErrorCode::INSUFFICIENT_CREDITS)
             .details(json!({"required": amount, "available": balances.available()}))
     })?;
-    let (entry, _) = ledger::record(
+    record(
         conn,
         &NewEntry {
             user_id,
@@ -538,6 +636,5 @@ fn adjust(
             ..NewEntry::default()
         },
         now_ms(),
-    )?;
-    Ok(entry)
+    )
 }

@@ -5,10 +5,10 @@
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use super::ledger::balances_of;
+use super::ledger::{balances_of, record};
 use crate::config::JobLimits;
 use crate::db::jobs::{self, AttemptEnd, Job, Task, UnitCounts};
-use crate::db::ledger::{self, NewEntry};
+use crate::db::ledger::NewEntry;
 use crate::db::{accounts, new_id};
 use crate::domain::credits::Deltas;
 use crate::domain::jobs::{job_end, JobType, NextStep, RetryPolicy, UnitOutcome};
@@ -37,6 +37,9 @@ pub struct NewJob {
     pub client_job_id: Option<String>,
     pub request_hash: Option<String>,
     pub fe_attempt: Option<i64>,
+    /// Atelier's own idempotency key (never a seller's): a second request under it
+    /// answers the first job, however late.
+    pub internal_key: Option<String>,
     /// Checked in the same transaction as the hold.
     pub limits: JobLimits,
 }
@@ -70,6 +73,14 @@ pub fn create_job(conn: &Connection, new: &NewJob) -> Result<JobAck, ApiError> {
             ErrorCode::BAD_REQUEST,
             "a job needs at least one unit",
         ));
+    }
+    if let Some(key) = &new.internal_key {
+        if let Some(existing) = jobs::find_by_internal_key(conn, key)? {
+            return Ok(JobAck {
+                job_id: existing.id,
+                replayed: true,
+            });
+        }
     }
     if let Some(key) = &new.client_job_id {
         if let Some(existing) = jobs::find_by_client_key(conn, &new.user_id, key)? {
@@ -122,6 +133,8 @@ pub fn create_job(conn: &Connection, new: &NewJob) -> Result<JobAck, ApiError> {
         created_at: now,
         updated_at: now,
         snapshot_at: None,
+        cancelled_at: None,
+        internal_key: new.internal_key.clone(),
     };
     jobs::insert_job(conn, &job)?;
     for (index, input) in new.units.iter().enumerate() {
@@ -144,7 +157,7 @@ pub fn create_job(conn: &Connection, new: &NewJob) -> Result<JobAck, ApiError> {
         jobs::insert_task(conn, &task, now)?;
     }
     if required > 0 {
-        ledger::record(
+        record(
             conn,
             &NewEntry {
                 user_id: &job.user_id,
@@ -239,9 +252,26 @@ pub fn settle_attempt(
     if task.status != "running" || task.attempts != attempt {
         return Ok(stale);
     }
+    let cancelled = jobs::get_job(conn, &task.job_id)?.is_some_and(|j| j.cancelled_at.is_some());
+    let step = if cancelled {
+        NextStep::Cancel
+    } else {
+        policy.next_step(outcome, attempt.max(0) as u32, now, jitter)
+    };
     let mut retry_at = None;
     let mut movement = None;
-    let applied = match policy.next_step(outcome, attempt.max(0) as u32, now, jitter) {
+    let applied = match step {
+        NextStep::Cancel => {
+            // The owner cancelled while this attempt ran: whatever it produced, the unit
+            // ends cancelled and its hold goes back. No retry, no charge.
+            let end = AttemptEnd {
+                status: "cancelled",
+                result: None,
+                error: None,
+                run_after: None,
+            };
+            end_and_release(conn, &task, attempt, &end, now, &mut movement)?
+        }
         NextStep::Succeed => {
             let result = match outcome {
                 UnitOutcome::Success { result } => result.clone(),
@@ -293,12 +323,7 @@ pub fn settle_attempt(
                 error: Some((code.as_str(), &message)),
                 run_after: None,
             };
-            let done = jobs::end_attempt(conn, task_id, attempt, &end, now)?;
-            if done {
-                release(conn, &task, now)?;
-                movement = Some("release");
-            }
-            done
+            end_and_release(conn, &task, attempt, &end, now, &mut movement)?
         }
     };
     if !applied {
@@ -314,8 +339,9 @@ pub fn settle_attempt(
     })
 }
 
-/// Cancels a job's queued units (releasing their holds); running units finish.
-/// A terminal job is a `CONFLICT`.
+/// Cancels a job: marks it cancelled and cancels its queued units (releasing their
+/// holds); running units end cancelled and released when their attempt reports,
+/// whatever it brought (see [`settle_attempt`]). A terminal job is a `CONFLICT`.
 pub fn cancel_job(conn: &Connection, user_id: &str, job_id: &str) -> Result<bool, ApiError> {
     let now = now_ms();
     let job = jobs::get_job(conn, job_id)?
@@ -327,12 +353,64 @@ pub fn cancel_job(conn: &Connection, user_id: &str, job_id: &str) -> Result<bool
             "the job has already ended",
         ));
     }
+    jobs::mark_cancelled(conn, job_id, now)?;
     for task in jobs::tasks_of_job(conn, job_id)? {
         if task.status == "queued" && jobs::cancel_queued_task(conn, &task.id, now)? {
             release(conn, &task, now)?;
         }
     }
     refresh_job(conn, job_id, now)
+}
+
+/// Most units [`fail_unroutable`] ends in one transaction.
+const UNROUTABLE_BATCH: u32 = 500;
+
+/// Ends queued units whose provider this server does not run (its key was removed, say)
+/// as `MODEL_UNAVAILABLE`, releasing their holds, up to [`UNROUTABLE_BATCH`] at a time.
+/// Returns the jobs changed; call again until it returns none.
+pub fn fail_unroutable(conn: &Connection, known: &[String]) -> Result<Vec<String>, ApiError> {
+    let now = now_ms();
+    let mut changed = Vec::new();
+    for provider in jobs::queued_providers(conn)? {
+        if known.contains(&provider) {
+            continue;
+        }
+        let message = format!("the {provider} provider is not configured on this server");
+        for task in jobs::queued_tasks_of_provider(conn, &provider, UNROUTABLE_BATCH)? {
+            let code = ErrorCode::MODEL_UNAVAILABLE.as_str();
+            if jobs::fail_queued_task(conn, &task.id, code, &message, now)? {
+                release(conn, &task, now)?;
+                if !changed.contains(&task.job_id) {
+                    changed.push(task.job_id.clone());
+                }
+            }
+        }
+        if !changed.is_empty() {
+            break;
+        }
+    }
+    for job_id in &changed {
+        refresh_job(conn, job_id, now)?;
+    }
+    Ok(changed)
+}
+
+/// Ends a running attempt as failed or cancelled and gives its hold back; false (and
+/// nothing released) when the attempt was no longer current.
+fn end_and_release(
+    conn: &Connection,
+    task: &Task,
+    attempt: i64,
+    end: &AttemptEnd<'_>,
+    now: i64,
+    movement: &mut Option<&'static str>,
+) -> Result<bool, ApiError> {
+    let done = jobs::end_attempt(conn, &task.id, attempt, end, now)?;
+    if done {
+        release(conn, task, now)?;
+        *movement = Some("release");
+    }
+    Ok(done)
 }
 
 fn outcome_error(outcome: &UnitOutcome) -> (&'static str, String) {
@@ -354,7 +432,7 @@ fn capture(conn: &Connection, task: &Task, now: i64) -> Result<(), ApiError> {
             (false, true) => "purchased",
             _ => "mixed",
         };
-        ledger::record(
+        record(
             conn,
             &NewEntry {
                 user_id: &task.user_id,
@@ -382,7 +460,7 @@ fn capture(conn: &Connection, task: &Task, now: i64) -> Result<(), ApiError> {
 /// Gives a failed or cancelled unit's hold back.
 fn release(conn: &Connection, task: &Task, now: i64) -> Result<(), ApiError> {
     if task.cost > 0 {
-        ledger::record(
+        record(
             conn,
             &NewEntry {
                 user_id: &task.user_id,
@@ -552,6 +630,7 @@ mod tests {
                 client_job_id: None,
                 request_hash: None,
                 fe_attempt: None,
+                internal_key: None,
                 limits: JobLimits::NONE,
             },
         )

@@ -12,7 +12,8 @@ use crate::domain::jobs::JobType;
 use crate::domain::{ApiError, ErrorCode};
 
 /// Creates the retry job of `job_id` from its failed and cancelled units. Retrying the
-/// same job again answers the same retry job (its idempotency key is `retry:<job_id>`).
+/// same job again answers the same retry job, however late: its key `retry:<job_id>` is
+/// an internal key, in a namespace no seller's `client_job_id` can reach.
 /// A job still processing, or with nothing that failed, is a `CONFLICT`.
 pub fn retry_failed_units(conn: &Connection, job_id: &str) -> Result<JobAck, ApiError> {
     let job = jobs::get_job(conn, job_id)?
@@ -51,9 +52,10 @@ pub fn retry_failed_units(conn: &Connection, job_id: &str) -> Result<JobAck, Api
             unit_cost: job.unit_cost,
             units,
             trace_id: job.trace_id,
-            client_job_id: Some(format!("retry:{job_id}")),
-            request_hash: Some(format!("retry:{job_id}")),
+            client_job_id: None,
+            request_hash: None,
             fe_attempt: None,
+            internal_key: Some(format!("retry:{job_id}")),
             limits: JobLimits::NONE,
         },
     )

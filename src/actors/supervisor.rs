@@ -96,6 +96,7 @@ impl Actor for JobSupervisor {
         };
         // Whatever is `running` now was left by a process that died: recover it.
         recover_expired(&state.args, i64::MAX, "interrupted by a restart").await;
+        fail_unroutable(&state.args).await;
         myself.send_interval(SWEEP_EVERY, || SupervisorMsg::Sweep);
         myself.send_message(SupervisorMsg::Wake)?;
         Ok(state)
@@ -254,6 +255,31 @@ fn unit_request(due: DueUnit) -> UnitRequest {
             .map(str::to_string)
             .unwrap_or(model),
         input: task.input,
+    }
+}
+
+/// Ends the queued units of providers this server does not run (a provider whose key
+/// was removed before a restart): they fail `MODEL_UNAVAILABLE` and their holds go back,
+/// instead of waiting forever with credits held.
+async fn fail_unroutable(args: &SupervisorArgs) {
+    let known: Vec<String> = args.providers.keys().cloned().collect();
+    loop {
+        match args.ledger.fail_unroutable(known.clone()).await {
+            Ok(jobs) if jobs.is_empty() => return,
+            Ok(jobs) => {
+                tracing::warn!(
+                    jobs = jobs.len(),
+                    "failed queued units of a provider that is not configured (MODEL_UNAVAILABLE)"
+                );
+                for job_id in jobs {
+                    let _ = args.events.send(job_id);
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "could not end the units of unconfigured providers");
+                return;
+            }
+        }
     }
 }
 

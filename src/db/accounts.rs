@@ -155,30 +155,38 @@ pub fn credits(conn: &Connection, user_id: &str) -> DbResult<Option<Balances>> {
 }
 
 /// Applies balance deltas to an account; the table's CHECKs refuse anything negative.
+/// The new balances are computed here with checked arithmetic (SQLite would turn an
+/// overflowing sum into a float), and written as they are.
 pub fn apply_deltas(
     conn: &Connection,
     user_id: &str,
     delta: &Deltas,
     now: i64,
 ) -> DbResult<Balances> {
-    let n = conn
-        .prepare_cached(
-            "UPDATE credit_accounts SET subscription = subscription + ?2,
-                purchased = purchased + ?3, held = held + ?4, debt = debt + ?5, updated_at = ?6
-             WHERE user_id = ?1",
-        )?
-        .execute(params![
-            user_id,
-            delta.subscription,
-            delta.purchased,
-            delta.held,
-            delta.debt,
-            now
-        ])?;
-    if n == 0 {
-        return Err(DbError::Other(format!(
-            "no credit account for user {user_id}"
-        )));
-    }
-    credits(conn, user_id)?.ok_or_else(|| DbError::Other("credit account vanished".into()))
+    let before = credits(conn, user_id)?
+        .ok_or_else(|| DbError::Other(format!("no credit account for user {user_id}")))?;
+    let add = |a: i64, b: i64| {
+        a.checked_add(b)
+            .ok_or_else(|| DbError::Other(format!("credit balance overflow for user {user_id}")))
+    };
+    let after = Balances {
+        subscription: add(before.subscription, delta.subscription)?,
+        purchased: add(before.purchased, delta.purchased)?,
+        held: add(before.held, delta.held)?,
+        debt: add(before.debt, delta.debt)?,
+    };
+    conn.prepare_cached(
+        "UPDATE credit_accounts SET subscription = ?2, purchased = ?3, held = ?4, debt = ?5,
+            updated_at = ?6
+         WHERE user_id = ?1",
+    )?
+    .execute(params![
+        user_id,
+        after.subscription,
+        after.purchased,
+        after.held,
+        after.debt,
+        now
+    ])?;
+    Ok(after)
 }

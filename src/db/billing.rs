@@ -55,25 +55,51 @@ pub struct EventSummary {
     pub note: Option<String>,
     pub received_at: i64,
     pub applied_at: Option<i64>,
+    /// A parked event: the Stripe object id it waits for.
+    pub wait_for: Option<String>,
 }
 
 /// The most recently received events, newest first.
 pub fn recent_events(conn: &Connection, limit: u32) -> DbResult<Vec<EventSummary>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, type, status, user_id, note, received_at, applied_at FROM stripe_events
-         ORDER BY received_at DESC, id DESC LIMIT ?1",
-    )?;
-    let rows = stmt.query_map([limit], |r| {
-        Ok(EventSummary {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            status: r.get(2)?,
-            user_id: r.get(3)?,
-            note: r.get(4)?,
-            received_at: r.get(5)?,
-            applied_at: r.get(6)?,
-        })
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM stripe_events
+         ORDER BY received_at DESC, id DESC LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit], summary_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+const SUMMARY_COLUMNS: &str = "id, type, status, user_id, note, received_at, applied_at, wait_for";
+
+fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
+    Ok(EventSummary {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        status: r.get(2)?,
+        user_id: r.get(3)?,
+        note: r.get(4)?,
+        received_at: r.get(5)?,
+        applied_at: r.get(6)?,
+        wait_for: r.get(7)?,
+    })
+}
+
+/// Events parked since before `cutoff` (unix ms) and still waiting.
+pub fn count_parked_before(conn: &Connection, cutoff: i64) -> DbResult<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM stripe_events WHERE status = 'parked' AND received_at < ?1",
+        )?
+        .query_row([cutoff], |r| r.get(0))?)
+}
+
+/// Parked events, oldest first: what an operator looks at when one waits too long.
+pub fn parked_events(conn: &Connection, limit: u32) -> DbResult<Vec<EventSummary>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM stripe_events WHERE status = 'parked'
+         ORDER BY received_at, id LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit], summary_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -33,6 +33,11 @@ pub struct Job {
     pub updated_at: i64,
     /// When `result_data` was last written.
     pub snapshot_at: Option<i64>,
+    /// When the owner cancelled it: from then on no unit is requeued or charged.
+    pub cancelled_at: Option<i64>,
+    /// Atelier's own idempotency key (an operator's retry), in a namespace of its own,
+    /// apart from the sellers' `client_job_id`s and never forgotten.
+    pub internal_key: Option<String>,
 }
 
 /// Unit counts of a job by state.
@@ -72,7 +77,7 @@ fn json_col(text: Option<String>) -> Option<Value> {
 const JOB_COLUMNS: &str = "id, user_id, type, status, provider, model, payload, result_data,
     result_url, error_code, error_message, unit_cost, units_total, cost_amount, held_amount,
     trace_id, client_job_id, request_hash, fe_attempt, duration_ms, version, created_at, updated_at,
-    snapshot_at";
+    snapshot_at, cancelled_at, internal_key";
 
 fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -100,6 +105,8 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         created_at: r.get(21)?,
         updated_at: r.get(22)?,
         snapshot_at: r.get(23)?,
+        cancelled_at: r.get(24)?,
+        internal_key: r.get(25)?,
     })
 }
 
@@ -130,7 +137,7 @@ pub fn insert_job(conn: &Connection, job: &Job) -> DbResult<()> {
     conn.prepare_cached(&format!(
         "INSERT INTO generation_jobs ({JOB_COLUMNS}) VALUES
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23, ?24)"
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26)"
     ))?
     .execute(params![
         job.id,
@@ -157,6 +164,8 @@ pub fn insert_job(conn: &Connection, job: &Job) -> DbResult<()> {
         job.created_at,
         job.updated_at,
         job.snapshot_at,
+        job.cancelled_at,
+        job.internal_key,
     ])?;
     Ok(())
 }
@@ -205,6 +214,26 @@ pub fn find_by_client_key(conn: &Connection, user_id: &str, key: &str) -> DbResu
         ))?
         .query_row([user_id, key], job_from_row)
         .optional()?)
+}
+
+/// The job created under one of Atelier's own idempotency keys.
+pub fn find_by_internal_key(conn: &Connection, key: &str) -> DbResult<Option<Job>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM generation_jobs WHERE internal_key = ?1"
+        ))?
+        .query_row([key], job_from_row)
+        .optional()?)
+}
+
+/// Marks a processing job cancelled (once; later calls keep the first time).
+pub fn mark_cancelled(conn: &Connection, job_id: &str, now: i64) -> DbResult<()> {
+    conn.prepare_cached(
+        "UPDATE generation_jobs SET cancelled_at = COALESCE(cancelled_at, ?2), updated_at = ?2
+         WHERE id = ?1 AND status = 'processing'",
+    )?
+    .execute(params![job_id, now])?;
+    Ok(())
 }
 
 /// Frees an old job's client key so that it can be used again (after 24 h).
@@ -522,6 +551,47 @@ pub fn requeue_expired(conn: &Connection, task_id: &str, attempt: i64, now: i64)
         params![task_id, attempt, now],
     )?;
     Ok(n == 1)
+}
+
+/// Ends a queued task as failed with `code` (e.g. its provider is no longer configured).
+/// False if it was not queued.
+pub fn fail_queued_task(
+    conn: &Connection,
+    task_id: &str,
+    code: &str,
+    message: &str,
+    now: i64,
+) -> DbResult<bool> {
+    let n = conn.execute(
+        "UPDATE generation_tasks SET status = 'failed', error_code = ?2, last_error = ?3,
+            updated_at = ?4
+         WHERE id = ?1 AND status = 'queued'",
+        params![task_id, code, message, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// Providers that have queued units.
+pub fn queued_providers(conn: &Connection) -> DbResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT provider FROM generation_tasks WHERE status = 'queued' ORDER BY provider",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Up to `limit` queued units of one provider, oldest first.
+pub fn queued_tasks_of_provider(
+    conn: &Connection,
+    provider: &str,
+    limit: u32,
+) -> DbResult<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS} FROM generation_tasks
+         WHERE status = 'queued' AND provider = ?1 ORDER BY run_after, id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![provider, limit], task_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Marks a queued task cancelled. False if it was not queued.

@@ -175,3 +175,54 @@ pub fn recompute_all(conn: &Connection) -> DbResult<Vec<(String, Balances, Balan
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// Settlement problems: accounts whose `held` differs from what their jobs hold, and
+/// units settled other than once (a terminal paid unit needs exactly one capture or
+/// release, an open unit none). Each as `(what, problem)`.
+pub fn audit_settlements(conn: &Connection) -> DbResult<Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT a.user_id, a.held, COALESCE(SUM(j.held_amount), 0)
+         FROM credit_accounts a LEFT JOIN generation_jobs j ON j.user_id = a.user_id
+         GROUP BY a.user_id HAVING a.held != COALESCE(SUM(j.held_amount), 0)",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (user, held, jobs) = row?;
+        problems.push((
+            format!("account {user}"),
+            format!("holds {held} but its jobs hold {jobs}"),
+        ));
+    }
+    let mut stmt = conn.prepare(
+        "SELECT t.id, t.status, t.cost, COUNT(l.id)
+         FROM generation_tasks t
+         LEFT JOIN credit_ledger l ON l.task_id = t.id AND l.kind IN ('capture', 'release')
+         GROUP BY t.id
+         HAVING COUNT(l.id) > 1
+             OR (t.status IN ('queued', 'running') AND COUNT(l.id) > 0)
+             OR (t.status NOT IN ('queued', 'running') AND t.cost > 0 AND COUNT(l.id) != 1)",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (task, status, cost, settled) = row?;
+        problems.push((
+            format!("unit {task}"),
+            format!("{status}, costs {cost}, settled {settled} time(s)"),
+        ));
+    }
+    Ok(problems)
+}

@@ -57,6 +57,9 @@ pub enum UnitOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NextStep {
     Succeed,
+    /// The job was cancelled: the unit ends cancelled and its hold is released,
+    /// whatever the attempt brought.
+    Cancel,
     /// Back to the queue, to run again at `run_after` (unix ms).
     Retry {
         run_after: i64,

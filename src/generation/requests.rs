@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::fields::{object, Body, JobMeta};
 use super::rules::{
     clamp_count, group_count, has_refinement_format, MAX_BATCH_REFERENCES, MAX_IMAGE_COUNT,
-    MAX_PROMPT_COUNT, MAX_REFINEMENT_IMAGES,
+    MAX_PROMPT_COUNT, MAX_REFINEMENT_IMAGES, MAX_SINGLE_PRODUCTS,
 };
 use crate::domain::{ApiError, ErrorCode};
 
@@ -322,11 +322,19 @@ fn single_mode(body: &Body<'_>) -> Result<StyleMode, ApiError> {
         "referenceImage",
         ErrorCode::STYLE_REFERENCE_IMAGE_MISSING,
     )?;
-    let products = body
+    let list = body
         .get("productImages")
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty())
-        .and_then(|a| non_empty_strings(a))
+        .ok_or_else(|| ApiError::new(ErrorCode::STYLE_PRODUCT_IMAGE_MISSING))?;
+    // Counted before anything is copied out of the list.
+    if list.len() > MAX_SINGLE_PRODUCTS {
+        return Err(ApiError::bad_field(
+            "productImages",
+            format!("productImages holds at most {MAX_SINGLE_PRODUCTS} images"),
+        ));
+    }
+    let products = non_empty_strings(list)
         .ok_or_else(|| ApiError::new(ErrorCode::STYLE_PRODUCT_IMAGE_MISSING))?;
     Ok(StyleMode::Single {
         reference,

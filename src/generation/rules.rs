@@ -9,6 +9,13 @@ use crate::domain::{ApiError, ErrorCode};
 pub const MAX_IMAGE_COUNT: i64 = 9;
 /// Most reference images in batch mode.
 pub const MAX_BATCH_REFERENCES: usize = 12;
+/// Most product images in single style-replicate mode: the same cap as batch mode's
+/// references (the reference product sets none; 12 × 9 images is already the largest
+/// job any of its studios submits, and each product is a separate upload).
+pub const MAX_SINGLE_PRODUCTS: usize = 12;
+/// Most units one job may have (12 products or references × 9 images); checked before
+/// any unit is built.
+pub const MAX_UNITS_PER_JOB: usize = 108;
 /// Most product images in refinement mode.
 pub const MAX_REFINEMENT_IMAGES: usize = 50;
 /// Most prompts one prompt-writing call produces.

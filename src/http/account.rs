@@ -50,6 +50,7 @@ pub fn credits_json(credits: &Balances) -> Value {
         "subscription": credits.subscription,
         "purchased": credits.purchased,
         "held": credits.held,
+        "debt": credits.debt,
         "available": credits.available(),
     })
 }

@@ -16,6 +16,7 @@ use crate::actors::supervisor::SupervisorMsg;
 use crate::db::accounts::{self, User};
 use crate::db::billing;
 use crate::db::jobs;
+use crate::domain::credits;
 use crate::domain::time::now_ms;
 use crate::domain::time::rfc3339;
 use crate::domain::{ApiError, ErrorCode};
@@ -96,22 +97,37 @@ async fn list_users(state: State, query: HashMap<String, String>, req: Request) 
     reply::result(result.await)
 }
 
-/// `GET /v1/admin/webhook-events?limit=`: the latest Stripe events and what became of
-/// them (`applied`, `ignored`, `parked` until the object they refer to arrives).
+/// `GET /v1/admin/webhook-events?limit=&result=parked`: the latest Stripe events and
+/// what became of them (`applied`, `ignored`, `parked` until the object they refer to
+/// arrives); `result=parked` lists only the waiting ones, oldest first, with what each
+/// waits for and for how long.
 async fn webhook_events(state: State, query: HashMap<String, String>, req: Request) -> Response {
     let result = async {
         require_admin(&state, &req).await?;
         let limit = page_limit(&query)?;
+        let parked_only = match query.get("result").map(String::as_str) {
+            None | Some("") => false,
+            Some("parked") => true,
+            Some(_) => return Err(ApiError::bad_field("result", "result may only be parked")),
+        };
         let events = state
             .db
-            .read(move |conn| billing::recent_events(conn, limit))
+            .read(move |conn| {
+                if parked_only {
+                    billing::parked_events(conn, limit)
+                } else {
+                    billing::recent_events(conn, limit)
+                }
+            })
             .await?;
+        let now = now_ms();
         let events: Vec<Value> = events
             .iter()
             .map(|e| {
                 json!({"id": e.id, "type": e.kind, "result": e.status, "user_id": e.user_id,
                        "note": e.note, "received_at": rfc3339(e.received_at),
-                       "applied_at": e.applied_at.map(rfc3339)})
+                       "applied_at": e.applied_at.map(rfc3339), "wait_for": e.wait_for,
+                       "age_seconds": (now - e.received_at).max(0) / 1000})
             })
             .collect();
         Ok(json!({ "events": events }))
@@ -172,6 +188,7 @@ async fn adjust_credits(state: State, req: Request) -> Response {
     let result = async {
         let admin = require_admin(&state, &req).await?;
         let body: AdjustCredits = req.json()?;
+        credits::check_amount("amount", body.amount, true)?;
         if body.reason.trim().is_empty() || body.reason.len() > 500 {
             return Err(ApiError::bad_field(
                 "reason",
@@ -215,7 +232,7 @@ async fn adjust_credits(state: State, req: Request) -> Response {
             .adjust(
                 user.id.clone(),
                 body.amount,
-                format!("admin:{}", body.idempotency_key),
+                Some(body.idempotency_key.clone()),
                 body.reason.clone(),
             )
             .await?;

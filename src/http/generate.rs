@@ -12,14 +12,14 @@ use crate::actors::ledger_jobs::{JobAck, NewJob};
 use crate::actors::supervisor::SupervisorMsg;
 use crate::catalog::{self, ResolvedModel, SizeRule};
 use crate::config::{JobLimits, LimitsConfig};
-use crate::db::jobs;
+use crate::db::{accounts, jobs};
 use crate::domain::jobs::JobType;
 use crate::domain::time::now_ms;
 use crate::domain::{ApiError, ErrorCode};
 use crate::generation::fields::JobMeta;
 use crate::generation::pipeline::GENERIC_REFINEMENT_PROMPT;
 use crate::generation::requests::{AnalyzeProduct, GenerateImage, StyleMode, StyleReplicate};
-use crate::generation::rules::check_image_reference;
+use crate::generation::rules::{check_image_reference, MAX_UNITS_PER_JOB};
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let generate = warp::path!("functions" / "v1" / "generate-image")
@@ -114,6 +114,7 @@ async fn analyze_single(state: State, req: Request) -> Response {
             "style_constraint": body.style_constraint,
             "upstream_model": model.entry.upstream_model,
         });
+        check_affordable(&state, &user.id, body.unit_count(), model.unit_cost).await?;
         let style_prompt = body.user_prompt.clone().unwrap_or_else(|| {
             "Recreate the reference photo's style, light and composition with this product.".into()
         });
@@ -237,6 +238,37 @@ async fn analyze_product(state: State, req: Request) -> Response {
     reply::result(result.await)
 }
 
+/// Refuses, before any unit is built, a job over the unit cap or one the seller cannot
+/// pay for (the ledger checks again, in the transaction that holds the credits).
+async fn check_affordable(
+    state: &State,
+    user_id: &str,
+    units: usize,
+    unit_cost: i64,
+) -> Result<(), ApiError> {
+    if units > MAX_UNITS_PER_JOB {
+        return Err(ApiError::with_message(
+            ErrorCode::BATCH_INPUT_INVALID,
+            format!("a job has at most {MAX_UNITS_PER_JOB} images; this one asks for {units}"),
+        ));
+    }
+    let required = unit_cost.saturating_mul(units as i64);
+    if required == 0 {
+        return Ok(());
+    }
+    let id = user_id.to_string();
+    let balances = state
+        .db
+        .read(move |conn| accounts::credits(conn, &id))
+        .await?
+        .unwrap_or_default();
+    if balances.available() < required {
+        return Err(ApiError::new(ErrorCode::INSUFFICIENT_CREDITS)
+            .details(json!({"required": required, "available": balances.available()})));
+    }
+    Ok(())
+}
+
 /// Checks every data-URI image reference of a field (type, size).
 fn check_images(state: &State, field: &str, references: &[String]) -> Result<(), ApiError> {
     let max = state.config.limits.image_max_bytes;
@@ -271,6 +303,7 @@ fn new_job(
         client_job_id: meta.client_job_id,
         request_hash: None,
         fe_attempt: meta.fe_attempt,
+        internal_key: None,
         limits: JobLimits::NONE,
     }
 }
@@ -355,10 +388,21 @@ pub async fn submit_job(
     Ok(ack)
 }
 
-/// A stable fingerprint of a request body (keys are sorted by serde_json's map).
+/// Body fields that describe a request's delivery, not its work: a client retry may
+/// change them under the same idempotency key.
+const DELIVERY_FIELDS: &[&str] = &["client_job_id", "trace_id", "fe_attempt"];
+
+/// A stable fingerprint of the work a request body asks for (keys are sorted by
+/// serde_json's map; the delivery fields are left out).
 fn request_hash(body: &Value) -> String {
+    let mut work = body.clone();
+    if let Some(fields) = work.as_object_mut() {
+        for field in DELIVERY_FIELDS {
+            fields.remove(*field);
+        }
+    }
     base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(Sha256::digest(body.to_string().as_bytes()))
+        .encode(Sha256::digest(work.to_string().as_bytes()))
 }
 
 /// `process-generation-job`: clients of the reference call it after each ack. Atelier's

@@ -157,7 +157,12 @@ fn operations() -> Vec<Op> {
             "auth",
             "End the session (scope global|local|others)",
         ),
-        op("get", "/v1/me", "account", "Profile and credits"),
+        op(
+            "get",
+            "/v1/me",
+            "account",
+            "Profile and credits (subscription, purchased, held, debt, available)",
+        ),
         op(
             "get",
             "/v1/packages",
@@ -317,8 +322,10 @@ fn operations() -> Vec<Op> {
         )
         .admin()
         .body(object(
-            json!({"user_id": string(), "amount": {"type": "integer"}, "reason": string(),
-                       "idempotency_key": string()}),
+            json!({"user_id": string(),
+                       "amount": {"type": "integer", "minimum": -1_000_000_000i64,
+                                  "maximum": 1_000_000_000i64, "not": {"const": 0}},
+                       "reason": string(), "idempotency_key": string()}),
             &["user_id", "amount", "reason"],
         )),
         op(
@@ -332,7 +339,7 @@ fn operations() -> Vec<Op> {
             "get",
             "/v1/admin/webhook-events",
             "admin",
-            "The latest Stripe webhook events and their result (limit)",
+            "The latest Stripe webhook events and their result (limit; result=parked: the waiting ones, oldest first, with wait_for and age_seconds)",
         )
         .admin(),
         op(

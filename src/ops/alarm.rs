@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::db::jobs;
+use crate::db::{billing, jobs};
 use crate::domain::time::now_ms;
 use crate::http::State;
 
@@ -73,7 +73,13 @@ pub struct QueueView {
     /// Milliseconds since a unit last started or finished.
     pub idle_ms: i64,
     pub accept_failures: u32,
+    /// Stripe events parked (waiting for an object) for longer than [`PARKED_TOO_LONG_MS`].
+    pub stale_parked_events: i64,
 }
+
+/// A Stripe event parked this long waits for something that is not coming (a lost
+/// event, an object Atelier cannot link): an operator must look.
+pub const PARKED_TOO_LONG_MS: i64 = 24 * 3600 * 1000;
 
 /// The alarms' thresholds.
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +116,14 @@ pub fn raised_alarms(view: &QueueView, limits: Thresholds) -> Vec<String> {
             view.accept_failures
         ));
     }
+    if view.stale_parked_events > 0 {
+        alarms.push(format!(
+            "{} Stripe event(s) parked for over {} h, waiting for an object that never came \
+             (a refund may not be applied): see /v1/admin/webhook-events?result=parked",
+            view.stale_parked_events,
+            PARKED_TOO_LONG_MS / 3_600_000
+        ));
+    }
     alarms
 }
 
@@ -126,20 +140,22 @@ impl QueueReport {
     pub fn details(&self) -> Value {
         json!({"alarms": self.alarms, "due_units": self.view.due_units,
                "idle_seconds": self.view.idle_ms / 1000,
-               "acceptance_failures": self.view.accept_failures})
+               "acceptance_failures": self.view.accept_failures,
+               "stale_parked_stripe_events": self.view.stale_parked_events})
     }
 }
 
 /// Reads the queue, evaluates the alarms and updates the gauges.
 pub async fn check(state: &State) -> Result<QueueReport, String> {
     let now = now_ms();
-    let (stats, due, jobs) = state
+    let (stats, due, jobs, stale_parked_events) = state
         .db
         .read(move |conn| {
             Ok((
                 jobs::queue_stats(conn)?,
                 jobs::due_per_provider(conn, now)?,
                 jobs::jobs_by_type_and_status(conn)?,
+                billing::count_parked_before(conn, now - PARKED_TOO_LONG_MS)?,
             ))
         })
         .await
@@ -153,6 +169,7 @@ pub async fn check(state: &State) -> Result<QueueReport, String> {
         due_units,
         idle_ms: (now - state.health.last_progress_ms()).max(0),
         accept_failures: state.health.accept_failures(),
+        stale_parked_events,
     };
     let limits = thresholds(state);
     let alarms = raised_alarms(&view, limits);
@@ -243,6 +260,7 @@ mod tests {
             due_units,
             idle_ms,
             accept_failures,
+            stale_parked_events: 0,
         }
     }
 
@@ -252,6 +270,18 @@ mod tests {
         let alarms = raised_alarms(&view(3, 120_000, 0), LIMITS);
         assert_eq!(alarms.len(), 1);
         assert!(alarms[0].contains("3 units are waiting"), "{alarms:?}");
+    }
+
+    #[test]
+    fn stripe_events_parked_too_long_raise_an_alarm() {
+        let mut v = view(0, 0, 0);
+        assert!(raised_alarms(&v, LIMITS).is_empty());
+        v.stale_parked_events = 2;
+        let alarms = raised_alarms(&v, LIMITS);
+        assert!(
+            alarms[0].starts_with("2 Stripe event(s) parked"),
+            "{alarms:?}"
+        );
     }
 
     #[test]

@@ -50,18 +50,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(dir.path());
     tweak(&mut config);
     let running = app::start(config).await.expect("server starts");
-    let addr = running.addr;
-    TestApp {
-        addr,
-        base: format!("http://{addr}"),
-        client: Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
-        data_dir: dir.path().to_path_buf(),
-        running: Some(running),
-        _dir: dir,
-    }
+    TestApp::adopt(running, dir)
 }
 
 /// A signed-up user's session.
@@ -74,6 +63,23 @@ pub struct TestUser {
 }
 
 impl TestApp {
+    /// A test app around a server already started on `dir` (a restart on the data of a
+    /// stopped one, see [`TestApp::stop_keeping_data`]).
+    pub fn adopt(running: RunningApp, dir: tempfile::TempDir) -> TestApp {
+        let addr = running.addr;
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            data_dir: dir.path().to_path_buf(),
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

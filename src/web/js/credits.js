@@ -1,4 +1,5 @@
-// The credits panel: subscription, purchased, held, available; reloaded as jobs move.
+// The credits panel: subscription, purchased, held, available and any debt (credits
+// owed after a refund, paid from the next credits that arrive); reloaded as jobs move.
 
 import * as api from './api.js';
 import { $, notify, clearNotice } from './dom.js';
@@ -14,9 +15,10 @@ export async function loadMe() {
     return;
   }
   const credits = state.me.credits || {};
-  for (const key of ['available', 'subscription', 'purchased', 'held']) {
+  for (const key of ['available', 'subscription', 'purchased', 'held', 'debt']) {
     $(`credits-${key}`).textContent = String(credits[key] ?? 0);
   }
+  $('credits-debt-row').hidden = !(credits.debt > 0);
   const sub = state.me.subscription;
   $('plan').textContent = sub ? `Plan: ${sub.plan} (${sub.status})` : 'No subscription';
   emit('credits', credits);

@@ -4,11 +4,14 @@ import * as api from './api.js';
 import { $, el, when, notify } from './dom.js';
 import { debounce } from './state.js';
 
-const SIGN = { grant: '+', release: '+', hold: '−', reverse: '−', debt: '−', capture: '' };
+const SIGN = { grant: '+', release: '+', hold: '−', reverse: '−', capture: '' };
 
 /** The direction of a movement for the available balance. */
 function sign(entry) {
   if (entry.kind === 'adjust') return entry.bucket === 'mixed' ? '−' : '+';
+  // A debt row either records what a refund could not take (nothing leaves the
+  // balance yet) or repays it out of credits that just arrived.
+  if (entry.kind === 'debt') return entry.bucket === 'mixed' ? '−' : '';
   return SIGN[entry.kind] ?? '';
 }
 
@@ -22,7 +25,8 @@ function describe(entry) {
     case 'release': return 'Returned: an image failed or was cancelled';
     case 'reverse': return `Refund: credits taken back${reason}`;
     case 'adjust': return `Adjusted by an operator${reason}`;
-    case 'debt': return `Recorded as debt${reason}`;
+    case 'debt':
+      return entry.bucket === 'mixed' ? 'Owed credits repaid' : `Owed after a refund${reason}`;
     default: return entry.kind;
   }
 }
