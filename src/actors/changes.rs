@@ -102,7 +102,10 @@ async fn publish_job(
     if seen.is_some_and(|v| v >= version) {
         return;
     }
-    let kind = if seen.is_none() && version <= 1 {
+    // A job this feed has not seen yet and that was created moments ago is new: its
+    // first change may already be past the insert (the supervisor claims at once), and
+    // is published as the INSERT, with the row as it is now.
+    let kind = if seen.is_none() && (version <= 1 || created_recently(&record)) {
         "INSERT"
     } else {
         "UPDATE"
@@ -113,6 +116,20 @@ async fn publish_job(
     versions.insert(id.to_string(), version);
     send(out, &rest::GENERATION_JOBS, kind, owner, record);
 }
+
+/// Whether the row's `created_at` is within the last [`NEW_JOB_WINDOW_MS`].
+fn created_recently(record: &Map<String, Value>) -> bool {
+    use time::format_description::well_known::Rfc3339;
+    record
+        .get("created_at")
+        .and_then(Value::as_str)
+        .and_then(|t| time::OffsetDateTime::parse(t, &Rfc3339).ok())
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .is_some_and(|created| now_ms() - created < NEW_JOB_WINDOW_MS)
+}
+
+/// How young a job first seen by the feed must be to count as inserted.
+const NEW_JOB_WINDOW_MS: i64 = 30_000;
 
 /// Publishes the profile of every user whose ledger or subscription moved; returns the
 /// new marks.
