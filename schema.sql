@@ -279,3 +279,30 @@ UPDATE generation_jobs SET internal_key = client_job_id, client_job_id = NULL
           CASE WHEN json_valid(payload) THEN json_extract(payload, '$.retry_of') END;
 CREATE UNIQUE INDEX generation_jobs_internal_key ON generation_jobs(internal_key)
     WHERE internal_key IS NOT NULL;
+
+-- migration: 8
+-- Alipay direct: a package's price in fen (CNY) and its subscription period, and one
+-- row per Alipay order (pending → completed | expired; a late payment of an expired
+-- order still completes it, since Alipay took the money).
+ALTER TABLE packages ADD COLUMN price_cny_fen INTEGER CHECK (price_cny_fen IS NULL OR price_cny_fen > 0);
+ALTER TABLE packages ADD COLUMN period_days INTEGER NOT NULL DEFAULT 30 CHECK (period_days > 0);
+UPDATE packages SET price_cny_fen = price_usd_cents * 72 / 10
+    WHERE id LIKE '0190a000-0000-7000-8000-00000000000_' AND price_usd_cents > 0;
+CREATE TABLE alipay_orders (
+    out_trade_no     TEXT PRIMARY KEY,
+    user_id          TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    package_id       TEXT NOT NULL,
+    purchase_type    TEXT NOT NULL CHECK (purchase_type IN ('subscription', 'one_time')),
+    amount_fen       INTEGER NOT NULL CHECK (amount_fen > 0),
+    credits          INTEGER NOT NULL,
+    surface          TEXT NOT NULL CHECK (surface IN ('page', 'wap')),
+    status           TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'completed', 'expired')),
+    trade_no         TEXT,
+    payment_id       TEXT,
+    expires_at       INTEGER NOT NULL,
+    paid_at          INTEGER,
+    created_at       INTEGER NOT NULL
+);
+CREATE INDEX alipay_orders_user ON alipay_orders(user_id, created_at);
+CREATE INDEX alipay_orders_pending ON alipay_orders(status, expires_at);

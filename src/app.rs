@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorRef};
 use tokio::sync::broadcast;
 
+use crate::actors::alipay::Alipay;
 use crate::actors::billing::{Billing, BillingHandle};
 use crate::actors::generator::{GeneratorActor, GeneratorArgs};
 use crate::actors::ledger::LedgerHandle;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub auth: AuthService,
     /// Checkout, portal and webhooks (Stripe or simulated).
     pub billing: BillingHandle,
+    /// Alipay direct: orders, notifies, reconcile, refunds (real or simulated).
+    pub alipay: Alipay,
     /// Where objects live (`[storage] backend`).
     pub storage: Arc<dyn Storage>,
     pub supervisor: ActorRef<SupervisorMsg>,
@@ -123,6 +126,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         secret,
     } = build_core(&config).await?;
     let billing = spawn_billing(&config, &db, &ledger, &secret).await?;
+    let alipay = Alipay::new(db.clone(), ledger.clone(), &config.billing).map_err(StartError)?;
     let storage =
         crate::storage::from_config(&config).map_err(|e| StartError(format!("storage: {e}")))?;
     let probe = storage.clone();
@@ -152,6 +156,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         ledger,
         auth,
         billing,
+        alipay,
         storage,
         supervisor,
         job_events,
@@ -339,6 +344,7 @@ pub async fn start(config: Config) -> Result<RunningApp, StartError> {
         .map_err(|e| StartError(e.to_string()))?;
     let state = build_state(config).await?;
     spawn_temp_sweep(&state);
+    spawn_alipay_reconcile(&state);
     crate::ops::alarm::spawn_watchdog(&state);
     let (tx, rx) = oneshot::channel::<()>();
     let routes = crate::http::routes(state.clone());
@@ -356,6 +362,33 @@ pub async fn start(config: Config) -> Result<RunningApp, StartError> {
         shutdown: Some(tx),
         server,
     })
+}
+
+/// Asks Alipay every `billing.alipay.reconcile_interval_secs` about pending orders whose
+/// notify did not come (configured Alipay only).
+fn spawn_alipay_reconcile(state: &Arc<AppState>) {
+    if state.alipay.simulated() {
+        return;
+    }
+    let alipay = state.alipay.clone();
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(alipay.reconcile_interval());
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if weak.strong_count() == 0 {
+                return;
+            }
+            match alipay.reconcile(Duration::from_secs(60)).await {
+                Ok((0, 0)) => {}
+                Ok((paid, expired)) => {
+                    tracing::info!(paid, expired, "alipay reconcile")
+                }
+                Err(err) => tracing::warn!(error = %err, "alipay reconcile failed"),
+            }
+        }
+    });
 }
 
 /// Deletes old `temp` objects now and every `storage.sweep_interval_secs`.

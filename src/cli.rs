@@ -39,6 +39,9 @@ pub enum Command {
     /// Billing tools: simulated Stripe events, package prices.
     #[command(subcommand)]
     Stripe(StripeCommand),
+    /// Alipay tools: reconcile pending orders with `alipay.trade.query`.
+    #[command(subcommand)]
+    Alipay(AlipayCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -298,6 +301,18 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
         Command::Stripe(command) => stripe(command, config).await,
+        Command::Alipay(AlipayCommand::Reconcile(args)) => {
+            let core = app::build_core(&config).await?;
+            let alipay = crate::actors::alipay::Alipay::new(core.db, core.ledger, &config.billing)
+                .map_err(fail)?;
+            let min_age = std::time::Duration::from_secs(args.min_age_secs);
+            let (paid, expired) = alipay
+                .reconcile(min_age)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            println!("alipay reconcile: {paid} paid, {expired} expired");
+            Ok(())
+        }
         Command::Audit => audit(config).await,
         Command::Backup(args) => {
             let db_path = config.database_path();
@@ -415,6 +430,22 @@ pub fn init_logging(config: &Config) {
     } else {
         builder.try_init()
     };
+}
+
+/// `atelier alipay …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum AlipayCommand {
+    /// Ask Alipay (`alipay.trade.query`) about pending orders: paid ones are granted,
+    /// closed or unknown ones past their expiry are expired.
+    Reconcile(AlipayReconcile),
+}
+
+/// `atelier alipay reconcile`.
+#[derive(Debug, clap::Args)]
+pub struct AlipayReconcile {
+    /// Only orders at least this old (seconds).
+    #[arg(long, default_value_t = 0)]
+    pub min_age_secs: u64,
 }
 
 async fn stripe(command: StripeCommand, config: Config) -> Result<(), CliError> {

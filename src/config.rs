@@ -510,6 +510,70 @@ pub struct BillingConfig {
     pub timeout_secs: u64,
     /// Attempts per Stripe API call (connection errors, 409, 429, 5xx are retried).
     pub max_attempts: u32,
+    /// `[billing.alipay]`: Alipay direct (simulated while unset).
+    pub alipay: AlipayConfig,
+}
+
+/// `[billing.alipay]`: Alipay Open Platform. Without app id and both keys, Alipay is
+/// simulated (a local pay page posts a correctly signed notify).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlipayConfig {
+    /// The app's `app_id` (e.g. `2021000000000000`).
+    pub app_id: Option<String>,
+    /// The merchant's RSA private key (PKCS#8 or PKCS#1, PEM or bare base64).
+    pub private_key: Option<String>,
+    /// Alipay's RSA public key (SPKI, PEM or bare base64): verifies notifies and answers.
+    pub public_key: Option<String>,
+    /// The gateway (`https://openapi.alipay.com/gateway.do`; sandbox or a fake may stand in).
+    pub gateway_url: String,
+    /// Where Alipay posts notifies; unset = `<this server>/functions/v1/alipay-notify`.
+    pub notify_url: Option<String>,
+    /// Longest gateway call, in seconds.
+    pub timeout_secs: u64,
+    /// Minutes an order stays payable (`timeout_express`) before it expires.
+    pub order_ttl_minutes: u64,
+    /// Seconds between sweeps that query pending orders whose notify did not come.
+    pub reconcile_interval_secs: u64,
+}
+
+impl Default for AlipayConfig {
+    fn default() -> Self {
+        AlipayConfig {
+            app_id: None,
+            private_key: None,
+            public_key: None,
+            gateway_url: "https://openapi.alipay.com/gateway.do".into(),
+            notify_url: None,
+            timeout_secs: 15,
+            order_ttl_minutes: 30,
+            reconcile_interval_secs: 300,
+        }
+    }
+}
+
+impl AlipayConfig {
+    /// Whether a real (or fake) Alipay is configured.
+    pub fn is_configured(&self) -> bool {
+        [&self.app_id, &self.private_key, &self.public_key]
+            .iter()
+            .all(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()))
+    }
+}
+
+impl std::fmt::Debug for AlipayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlipayConfig")
+            .field("app_id", &self.app_id)
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<hidden>"),
+            )
+            .field("public_key", &self.public_key.as_ref().map(|_| "<hidden>"))
+            .field("gateway_url", &self.gateway_url)
+            .field("notify_url", &self.notify_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for BillingConfig {
@@ -524,6 +588,7 @@ impl Default for BillingConfig {
             webhook_tolerance_secs: 300,
             timeout_secs: 20,
             max_attempts: 3,
+            alipay: AlipayConfig::default(),
         }
     }
 }
@@ -786,6 +851,8 @@ impl Config {
             &mut shown.server.metrics_token,
             &mut shown.billing.secret_key,
             &mut shown.billing.webhook_secret,
+            &mut shown.billing.alipay.private_key,
+            &mut shown.billing.alipay.public_key,
         ] {
             if secret.is_some() {
                 *secret = hidden();
@@ -1090,6 +1157,25 @@ mod tests {
         let shown = toml::to_string(&config.with_secrets_hidden()).unwrap();
         assert!(!shown.contains("very-secret-key"), "{shown}");
         assert!(shown.contains("access_key = \"AK\""), "{shown}");
+    }
+
+    #[test]
+    fn alipay_keys_come_from_the_environment_and_stay_hidden() {
+        let config = load_text(
+            "[billing.alipay]\napp_id = \"2021000000000001\"\n",
+            &[
+                ("ATELIER_BILLING_ALIPAY_PRIVATE_KEY", "private-key-text"),
+                ("ATELIER_BILLING_ALIPAY_PUBLIC_KEY", "public-key-text"),
+            ],
+        )
+        .unwrap();
+        assert!(config.billing.alipay.is_configured());
+        assert_eq!(config.billing.alipay.order_ttl_minutes, 30);
+        assert!(!format!("{config:?}").contains("private-key-text"));
+        let shown = toml::to_string(&config.with_secrets_hidden()).unwrap();
+        assert!(!shown.contains("private-key-text"), "{shown}");
+        assert!(!shown.contains("public-key-text"), "{shown}");
+        assert!(shown.contains("2021000000000001"), "{shown}");
     }
 
     /// config.toml documents every `[storage]` and `[storage.s3]` key with its default:

@@ -3,6 +3,7 @@
 //! Dependencies point one way: [`http`] → [`actors`] → [`db`] → [`domain`].
 
 pub mod actors;
+pub mod alipay;
 pub mod app;
 pub mod auth;
 pub mod catalog;

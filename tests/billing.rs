@@ -44,7 +44,7 @@ async fn simulated_checkout_pay_grants_credits() {
     assert_eq!(pay.status(), 303);
     assert_eq!(
         pay.headers()["location"],
-        "http://127.0.0.1:8787/studio?success=true"
+        "http://127.0.0.1:8787/studio?success=true&type=onetime"
     );
     let credits = app.credits(&user.access_token).await;
     assert_eq!(credits["purchased"], 30 + 250);
@@ -289,14 +289,17 @@ async fn stripe_checkout_sends_the_exact_form() {
             "cancel_url",
             "https://app.example/pricing?tab=plans&canceled=true",
         ),
+        ("allow_promotion_codes", "true"),
         ("client_reference_id", u),
         ("customer_email", &user.email),
         ("metadata[user_id]", u),
         ("metadata[package_id]", STARTER_SUB),
         ("metadata[purchase_type]", "subscription"),
+        ("metadata[currency]", "usd"),
         ("subscription_data[metadata][user_id]", u),
         ("subscription_data[metadata][package_id]", STARTER_SUB),
         ("subscription_data[metadata][purchase_type]", "subscription"),
+        ("subscription_data[metadata][currency]", "usd"),
     ];
     let got: Vec<(&str, &str)> = sent
         .form
@@ -327,7 +330,7 @@ async fn stripe_checkout_sends_the_exact_form() {
     assert_eq!(sent.field("subscription_data[metadata][user_id]"), None);
     assert_eq!(
         sent.field("success_url"),
-        Some("https://app.example/pricing?success=true")
+        Some("https://app.example/pricing?success=true&type=onetime")
     );
     assert_ne!(
         sent.header("idempotency-key"),

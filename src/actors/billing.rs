@@ -224,7 +224,11 @@ impl Billing {
             .await?
             .filter(|p| p.active && p.kind == purchase.as_str())
             .ok_or_else(|| ApiError::with_message(ErrorCode::NOT_FOUND, "package not found"))?;
-        let (success_url, cancel_url) = redirect_urls(&self.config.app_url, &request.return_to);
+        let (mut success_url, cancel_url) = redirect_urls(&self.config.app_url, &request.return_to);
+        if purchase == PurchaseType::OneTime {
+            // The reference's pricing page tells a pack from a plan by this.
+            success_url.push_str("&type=onetime");
+        }
         let mut session = CheckoutSession {
             id: String::new(),
             user_id: user.id.clone(),
@@ -261,6 +265,7 @@ impl Billing {
             user_id: &user.id,
             email: &user.email,
             package_id: &package.id,
+            currency: &request.currency,
             customer_id: customer.as_deref(),
         });
         let answer = self
@@ -272,7 +277,10 @@ impl Billing {
                 .cause("stripe answered without id or url"));
         };
         session.id = id.to_string();
-        session.currency = request.currency.clone();
+        session.currency = answer["currency"]
+            .as_str()
+            .unwrap_or(&request.currency)
+            .to_string();
         session.amount = answer["amount_total"].as_i64().unwrap_or(session.amount);
         let reply = json!({"url": url, "id": id});
         self.store_session(session).await?;

@@ -161,6 +161,7 @@ fn dispatch(conn: &Connection, event: &Event, now: i64) -> Result<Outcome, ApiEr
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             checkout_completed(conn, event, now)
         }
+        "checkout.session.async_payment_failed" => async_payment_failed(conn, event),
         "invoice.paid" => invoice_paid(conn, event, now),
         "invoice.payment_failed" => invoice_failed(conn, event, now),
         "customer.subscription.updated" => subscription_changed(conn, event, false, now),
@@ -292,6 +293,22 @@ fn checkout_completed(conn: &Connection, event: &Event, now: i64) -> Result<Outc
             payment_intent,
             Some(session_id),
         ],
+    ))
+}
+
+/// A delayed payment method (Alipay, WeChat Pay …) failed: the session is over and
+/// grants nothing.
+fn async_payment_failed(conn: &Connection, event: &Event) -> Result<Outcome, ApiError> {
+    let s = &event.object;
+    let Some(session_id) = ev::text(s, "id") else {
+        return Ok(Outcome::ignored("session without id"));
+    };
+    if bdb::payment_by(conn, PaymentKey::Session, session_id)?.is_some() {
+        return Ok(Outcome::ignored("session already paid"));
+    }
+    bdb::close_session(conn, session_id, "canceled")?;
+    Ok(Outcome::ignored(
+        "asynchronous payment failed; nothing granted",
     ))
 }
 

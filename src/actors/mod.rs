@@ -1,5 +1,7 @@
 //! Ractor actors, each owning one responsibility.
 
+pub mod alipay;
+pub mod alipay_apply;
 pub mod billing;
 pub mod billing_apply;
 pub mod changes;

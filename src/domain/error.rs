@@ -59,6 +59,9 @@ error_codes! {
     STRIPE_CHECKOUT_CREATE_FAILED => (502, "Stripe could not create the checkout session"),
     NO_SUBSCRIPTION => (404, "No subscription found"),
     PORTAL_CREATE_FAILED => (502, "Stripe could not create the portal session"),
+    // Alipay
+    ALIPAY_PACKAGE_MISSING_PRICE => (400, "The package has no Alipay (CNY) price"),
+    ALIPAY_REFUND_FAILED => (502, "Alipay refused or could not be reached for the refund"),
     // Generation
     ANALYSIS_CREATE_FAILED => (500, "The analysis job could not be created"),
     ANALYSIS_FAILED => (502, "Product analysis failed"),
@@ -211,7 +214,7 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(*code));
         }
-        assert_eq!(ErrorCode::ALL.len(), 40);
+        assert_eq!(ErrorCode::ALL.len(), 42);
     }
 
     #[test]
@@ -221,6 +224,8 @@ mod tests {
         assert_eq!(ErrorCode::MISSING_DOUBAO_IMAGE_API_KEY.http_status(), 503);
         assert_eq!(ErrorCode::PORTAL_CREATE_FAILED.http_status(), 502);
         assert_eq!(ErrorCode::NO_SUBSCRIPTION.http_status(), 404);
+        assert_eq!(ErrorCode::ALIPAY_PACKAGE_MISSING_PRICE.http_status(), 400);
+        assert_eq!(ErrorCode::ALIPAY_REFUND_FAILED.http_status(), 502);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod alipay;
 mod auth;
 mod billing;
 mod extract;
@@ -44,7 +45,7 @@ pub type State = Arc<AppState>;
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Each module's routes are boxed: one long chain of filter types overflows the
     // compiler's trait solver in release builds (E0275).
-    let groups: [BoxedFilter<(Response,)>; 12] = [
+    let groups: [BoxedFilter<(Response,)>; 13] = [
         ops::routes(state.clone()).boxed(),
         auth::routes(state.clone()).boxed(),
         account::routes(state.clone()).boxed(),
@@ -54,6 +55,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         admin::routes(state.clone()).boxed(),
         storage::routes(state.clone()).boxed(),
         billing::routes(state.clone()).boxed(),
+        alipay::routes(state.clone()).boxed(),
         web::routes(state.clone()).boxed(),
         rest::routes(state.clone()).boxed(),
         realtime::routes(state.clone()).boxed(),

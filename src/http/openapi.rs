@@ -434,6 +434,53 @@ fn operations() -> Vec<Op> {
         )
         .public(),
         op(
+            "post",
+            "/functions/v1/create-alipay-checkout",
+            "billing",
+            "Alipay order (page.pay on desktop, wap.pay on mobile, from the User-Agent)",
+        )
+        .body(object(
+            json!({"packageId": {"type": "string", "format": "uuid"},
+                "returnTo": {"type": "string", "default": "/pricing"}}),
+            &["packageId"],
+        ))
+        .answers(object(
+            json!({"url": string(), "surface": {"enum": ["page", "wap"]},
+                "out_trade_no": string()}),
+            &["url", "surface", "out_trade_no"],
+        )),
+        op(
+            "post",
+            "/functions/v1/alipay-notify",
+            "billing",
+            "Alipay notify (form-encoded, RSA2-verified); answers the text success or fail",
+        )
+        .public()
+        .answers(string()),
+        op(
+            "post",
+            "/v1/admin/alipay/orders/{out_trade_no}/refund",
+            "admin",
+            "Refund an Alipay order (alipay.trade.refund), reversing its credits",
+        )
+        .admin()
+        .body(object(json!({"amount": {"type": "integer", "minimum": 1}}), &[])),
+        op(
+            "get",
+            "/dev/alipay/{out_trade_no}",
+            "billing",
+            "Simulated Alipay page (HTML; Alipay not configured only)",
+        )
+        .public()
+        .answers(string()),
+        op(
+            "post",
+            "/dev/alipay/{out_trade_no}/pay",
+            "billing",
+            "Simulated Alipay payment: a signed notify through alipay-notify, then 303",
+        )
+        .public(),
+        op(
             "get",
             "/dev/portal/{customer}",
             "billing",

@@ -12,6 +12,8 @@ pub struct CheckoutParams<'a> {
     pub user_id: &'a str,
     pub email: &'a str,
     pub package_id: &'a str,
+    /// `usd`, `cny` or `hkd`: picks the payment methods of a one-time checkout.
+    pub currency: &'a str,
     /// The user's Stripe customer, reused when known (else `customer_email`).
     pub customer_id: Option<&'a str>,
 }
@@ -21,10 +23,21 @@ pub fn checkout(p: &CheckoutParams<'_>) -> Vec<(String, String)> {
     let mut form: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: &str| form.push((k.to_string(), v.to_string()));
     put("mode", p.purchase.stripe_mode());
+    let one_time = p.purchase == PurchaseType::OneTime;
+    if one_time {
+        for (i, method) in payment_methods(p.currency).iter().enumerate() {
+            put(&format!("payment_method_types[{i}]"), method);
+        }
+    }
     put("line_items[0][price]", p.price_id);
     put("line_items[0][quantity]", "1");
     put("success_url", p.success_url);
     put("cancel_url", p.cancel_url);
+    put("allow_promotion_codes", "true");
+    if one_time && wechat_pay(p.currency) {
+        // WeChat Pay in Checkout needs the client it runs in.
+        put("payment_method_options[wechat_pay][client]", "web");
+    }
     put("client_reference_id", p.user_id);
     match p.customer_id {
         Some(customer) => put("customer", customer),
@@ -34,6 +47,7 @@ pub fn checkout(p: &CheckoutParams<'_>) -> Vec<(String, String)> {
         ("user_id", p.user_id),
         ("package_id", p.package_id),
         ("purchase_type", p.purchase.as_str()),
+        ("currency", p.currency),
     ];
     for (k, v) in metadata {
         put(&format!("metadata[{k}]"), v);
@@ -52,6 +66,21 @@ pub fn checkout(p: &CheckoutParams<'_>) -> Vec<(String, String)> {
         put("customer_creation", "always");
     }
     form
+}
+
+/// WeChat Pay is offered for the currencies it settles in (as the reference does).
+fn wechat_pay(currency: &str) -> bool {
+    matches!(currency, "cny" | "hkd")
+}
+
+/// The `payment_method_types` of a one-time checkout: card and Alipay, plus WeChat Pay
+/// for cny and hkd.
+pub fn payment_methods(currency: &str) -> &'static [&'static str] {
+    if wechat_pay(currency) {
+        &["card", "alipay", "wechat_pay"]
+    } else {
+        &["card", "alipay"]
+    }
 }
 
 /// `POST /v1/billing_portal/sessions` fields.
@@ -76,6 +105,7 @@ mod tests {
             user_id: "u",
             email: "e@x",
             package_id: "p",
+            currency: "usd",
             customer_id: Some("cus_1"),
         });
         let get = |k: &str| {
@@ -89,5 +119,7 @@ mod tests {
         assert_eq!(get("subscription_data[metadata][user_id]"), Some("u"));
         assert_eq!(get("metadata[purchase_type]"), Some("subscription"));
         assert_eq!(get("customer_creation"), None);
+        assert_eq!(get("allow_promotion_codes"), Some("true"));
+        assert_eq!(get("payment_method_types[0]"), None);
     }
 }

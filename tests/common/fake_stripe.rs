@@ -263,7 +263,7 @@ fn normal(state: &Arc<Mutex<Inner>>, path: &str, form: &[(String, String)]) -> (
                 json!({"id": id, "object": "checkout.session",
                 "url": format!("https://checkout.stripe.test/c/pay/{id}"),
                 "mode": field("mode"), "status": "open", "payment_status": "unpaid",
-                "amount_total": 2000, "currency": "usd",
+                "amount_total": 2000, "currency": field("metadata[currency]").unwrap_or_else(|| "usd".into()),
                 "customer": field("customer"), "customer_email": field("customer_email"),
                 "metadata": {"user_id": field("metadata[user_id]"),
                     "package_id": field("metadata[package_id]")}}),
