@@ -54,6 +54,8 @@ pub struct AppState {
     pub supervisor: ActorRef<SupervisorMsg>,
     /// A job id is sent here after every change of that job.
     pub job_events: broadcast::Sender<String>,
+    /// Row changes of the `/rest/v1` views, for `/realtime/v1` sockets.
+    pub changes: broadcast::Sender<Arc<crate::actors::changes::Change>>,
     /// Every provider by name, for synchronous text work (prompts, style dimensions).
     pub providers: HashMap<String, Arc<dyn Provider>>,
     /// Prompt streams running now.
@@ -138,6 +140,8 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         .map_err(|e| StartError(format!("storage ({}): {e}", storage.backend())))?;
     tracing::info!(backend = storage.backend(), "storage ready");
     let (job_events, _) = broadcast::channel(1024);
+    let changes =
+        crate::actors::changes::spawn(db.clone(), job_events.subscribe(), ledger.commits());
     let metrics = Arc::new(Metrics::new(db.pool_wait()));
     let health = Arc::new(QueueHealth::new());
     let providers = build_providers(&config, &storage, &metrics);
@@ -166,6 +170,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         storage,
         supervisor,
         job_events,
+        changes,
         providers,
         prompt_streams: Arc::new(AtomicUsize::new(0)),
         upload_signer: UploadSigner::new(&secret),

@@ -57,6 +57,17 @@ pub enum Command {
     Backup(BackupArgs),
     /// Replace the database with a backup (stop the server first).
     Restore(RestoreArgs),
+    /// Print the project keys for a Supabase client: the anon key (public) and the
+    /// service-role key (a server secret that reads every row of `/rest/v1`).
+    Keys(KeysArgs),
+}
+
+/// `atelier keys`
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Days the service-role key stays valid.
+    #[arg(long, default_value_t = 3650)]
+    pub days: i64,
 }
 
 /// `atelier backup`
@@ -219,6 +230,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Keys(args) => keys(&config, args.days),
         Command::Config(ConfigCommand::Check) => {
             let shown = config.with_secrets_hidden();
             let text = toml::to_string_pretty(&shown).map_err(|e| fail(e.to_string()))?;
@@ -339,6 +351,29 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `atelier keys`: the configured anon key (or a signed `anon` key when none is set)
+/// and a service-role key signed with the server's JWT secret.
+fn keys(config: &Config, days: i64) -> Result<(), CliError> {
+    use crate::auth::jwt::{JwtKeys, ANON_ROLE, SERVICE_ROLE};
+    if days < 1 {
+        return Err(fail("--days must be at least 1"));
+    }
+    std::fs::create_dir_all(&config.data.dir).map_err(|e| fail(e.to_string()))?;
+    let keys = JwtKeys::new(&app::jwt_secret(config)?);
+    let anon = match &config.auth.anon_key {
+        Some(key) => key.clone(),
+        None => keys.sign_key(ANON_ROLE, days).map_err(fail)?,
+    };
+    let service = keys.sign_key(SERVICE_ROLE, days).map_err(fail)?;
+    tracing::warn!(days, "a service-role key was issued");
+    println!("anon key (NEXT_PUBLIC_SUPABASE_ANON_KEY, public):\n{anon}\n");
+    println!(
+        "service_role key (SUPABASE_SERVICE_ROLE_KEY, a server secret: reads every row; \
+         valid {days} days, revoked only by changing auth.jwt_secret):\n{service}"
+    );
+    Ok(())
 }
 
 async fn serve(config: Config) -> Result<(), CliError> {

@@ -405,6 +405,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// When set, `GET /metrics` wants `Authorization: Bearer <this>`.
     pub metrics_token: Option<String>,
+    /// A `/realtime/v1` socket that sends nothing (not even a heartbeat, which
+    /// supabase-js sends every 25 s) for this long is closed.
+    pub realtime_heartbeat_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -416,6 +419,7 @@ impl Default for ServerConfig {
             trust_forwarded_for: false,
             public_url: None,
             metrics_token: None,
+            realtime_heartbeat_timeout_secs: 60,
         }
     }
 }

@@ -11,9 +11,8 @@ use common::spawn_app_with;
 
 const ANON_KEY: &str = "atelier-anon-key-for-the-js-test";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn supabase_js_signs_up_refreshes_and_runs_a_job() {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+/// Whether node and tests/js/node_modules are there (never skipped under `CI=true`).
+fn node_ready(js: &Path) -> bool {
     let ready = js.join("node_modules/@supabase/supabase-js").exists()
         && Command::new("node").arg("--version").output().is_ok();
     if !ready {
@@ -23,17 +22,18 @@ async fn supabase_js_signs_up_refreshes_and_runs_a_job() {
             "CI must run the supabase-js test: install node and run `npm ci` in tests/js"
         );
         eprintln!("skipped: node or tests/js/node_modules missing (run `npm ci` in tests/js)");
-        return;
     }
-    let app = spawn_app_with(|c| {
-        c.auth.anon_key = Some(ANON_KEY.into());
-        c.providers.local.tiny_output = true;
-    })
-    .await;
-    let base = app.base.clone();
+    ready
+}
+
+/// Runs one node test file against `base`; returns node's report after asserting success.
+async fn run_node(js: &Path, file: &'static str, base: String) -> String {
+    let js = js.to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .args(["--test", "client.test.mjs"])
+            // Undici keeps an idle keep-alive socket open for a while after the last
+            // fetch; the test is over when its tests are.
+            .args(["--test", "--test-force-exit", file])
             .current_dir(&js)
             .env("ATELIER_URL", base)
             .env("ATELIER_ANON_KEY", ANON_KEY)
@@ -48,6 +48,43 @@ async fn supabase_js_signs_up_refreshes_and_runs_a_job() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "supabase-js test failed:\n{report}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supabase_js_signs_up_refreshes_and_runs_a_job() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    if !node_ready(&js) {
+        return;
+    }
+    let app = spawn_app_with(|c| {
+        c.auth.anon_key = Some(ANON_KEY.into());
+        c.providers.local.tiny_output = true;
+    })
+    .await;
+    let report = run_node(&js, "client.test.mjs", app.base.clone()).await;
     assert!(report.contains("# pass 1"), "{report}");
+    app.stop().await;
+}
+
+/// The reference front end's own `supabase.from(…)` and `supabase.channel(…)` calls
+/// (tests/js/reference.test.mjs, each citing its file and line in oscar-47/Oscar2):
+/// job polling and the `wait:` channel in both serializers, the credit widget's read
+/// and channel, the profile page's transactions after a purchase, the pricing page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_clients_reads_and_channels_work() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    if !node_ready(&js) {
+        return;
+    }
+    let app = spawn_app_with(|c| {
+        c.auth.anon_key = Some(ANON_KEY.into());
+        c.providers.local.tiny_output = true;
+        c.providers.local.delay_ms = 700;
+    })
+    .await;
+    let report = run_node(&js, "reference.test.mjs", app.base.clone()).await;
+    assert!(report.contains("# pass 4"), "{report}");
+    assert!(report.contains("# fail 0"), "{report}");
     app.stop().await;
 }

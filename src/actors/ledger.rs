@@ -7,10 +7,12 @@
 //! form the next batch, so the batch size follows the load.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rusqlite::Connection;
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::ledger_jobs::{self, JobAck, NewJob, Settled};
 use super::ledger_retry;
@@ -48,22 +50,25 @@ pub struct LedgerState {
     db: Db,
     pending: Vec<(Work, bool)>,
     flush_scheduled: bool,
+    /// Bumped after every committed batch (the change feed's signal for credits).
+    commits: Arc<watch::Sender<u64>>,
 }
 
 impl Actor for CreditLedgerActor {
     type Msg = LedgerMsg;
     type State = LedgerState;
-    type Arguments = Db;
+    type Arguments = (Db, watch::Sender<u64>);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        db: Db,
+        (db, commits): (Db, watch::Sender<u64>),
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(LedgerState {
             db,
             pending: Vec::new(),
             flush_scheduled: false,
+            commits: Arc::new(commits),
         })
     }
 
@@ -86,7 +91,9 @@ impl Actor for CreditLedgerActor {
                     myself.send_message(LedgerMsg::Flush)?;
                 }
                 let db = state.db.clone();
-                tokio::task::spawn_blocking(move || commit_batch(&db, batch, durable)).await?;
+                let commits = state.commits.clone();
+                tokio::task::spawn_blocking(move || commit_batch(&db, batch, durable, &commits))
+                    .await?;
             }
         }
         Ok(())
@@ -111,13 +118,16 @@ impl LedgerState {
 }
 
 /// Runs a batch in one transaction, a savepoint per request, then answers everyone.
-fn commit_batch(db: &Db, batch: Vec<Work>, durable: bool) {
+fn commit_batch(db: &Db, batch: Vec<Work>, durable: bool, commits: &watch::Sender<u64>) {
     let outcome = db.transaction_with(durable, |conn| {
         let responders: Vec<Responder> = batch.into_iter().map(|work| work(conn)).collect();
         Ok::<_, DbError>(responders)
     });
     match outcome {
-        Ok(responders) => responders.into_iter().for_each(|answer| answer(Ok(()))),
+        Ok(responders) => {
+            commits.send_modify(|n| *n += 1);
+            responders.into_iter().for_each(|answer| answer(Ok(())));
+        }
         Err(err) => {
             // The batch's requests were consumed by the failed transaction; their callers
             // see their reply ports dropped and answer INTERNAL_ERROR.
@@ -191,18 +201,26 @@ impl From<ApiError> for OpenAccountError {
 #[derive(Clone)]
 pub struct LedgerHandle {
     actor: ActorRef<LedgerMsg>,
+    commits: watch::Receiver<u64>,
 }
 
 impl LedgerHandle {
     /// Spawns the actor.
     pub async fn spawn(db: Db) -> Result<(LedgerHandle, tokio::task::JoinHandle<()>), ApiError> {
-        let (actor, join) = Actor::spawn(None, CreditLedgerActor, db)
+        let (commits_tx, commits) = watch::channel(0);
+        let (actor, join) = Actor::spawn(None, CreditLedgerActor, (db, commits_tx))
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot start the ledger actor");
                 ApiError::internal()
             })?;
-        Ok((LedgerHandle { actor }, join))
+        Ok((LedgerHandle { actor, commits }, join))
+    }
+
+    /// Changes after every committed batch (ends when the actor stops): the signal the
+    /// change feed re-reads changed accounts on.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
     }
 
     /// Stops the actor after what it is doing.

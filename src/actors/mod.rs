@@ -4,6 +4,7 @@ pub mod alipay;
 pub mod alipay_apply;
 pub mod billing;
 pub mod billing_apply;
+pub mod changes;
 pub mod generator;
 pub mod growth;
 pub mod ledger;

@@ -11,6 +11,7 @@ pub mod mail;
 pub mod migrate;
 pub mod packages;
 pub mod pool;
+pub mod rest;
 pub mod sessions;
 
 use std::path::{Path, PathBuf};

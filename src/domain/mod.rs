@@ -5,6 +5,8 @@ pub mod billing;
 pub mod credits;
 pub mod error;
 pub mod jobs;
+pub mod phoenix;
+pub mod postgrest;
 pub mod results;
 pub mod time;
 

@@ -16,7 +16,9 @@ mod ops;
 mod paging;
 mod pricing;
 mod prompts;
+mod realtime;
 pub mod reply;
+mod rest;
 mod sse;
 mod storage;
 mod web;
@@ -46,7 +48,7 @@ pub type State = Arc<AppState>;
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Each module's routes are boxed: one long chain of filter types overflows the
     // compiler's trait solver in release builds (E0275).
-    let groups: [BoxedFilter<(Response,)>; 14] = [
+    let groups: [BoxedFilter<(Response,)>; 16] = [
         ops::routes(state.clone()).boxed(),
         auth::routes(state.clone()).boxed(),
         account::routes(state.clone()).boxed(),
@@ -61,6 +63,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         billing::routes(state.clone()).boxed(),
         alipay::routes(state.clone()).boxed(),
         web::routes(state.clone()).boxed(),
+        rest::routes(state.clone()).boxed(),
+        realtime::routes(state.clone()).boxed(),
     ];
     let api = groups
         .into_iter()
@@ -116,28 +120,52 @@ pub async fn authenticate(state: &State, req: &Request) -> Result<User, ApiError
         })
 }
 
+/// The headers browsers may send: Atelier's own plus every one supabase-js and its
+/// sub-clients set (postgrest-js: `prefer`, `range`, `accept-profile`, `content-profile`,
+/// `x-retry-count`; functions-js: `x-region`; auth-js: `x-supabase-api-version`).
+const CORS_ALLOW_HEADERS: [&str; 20] = [
+    "authorization",
+    "content-type",
+    "accept",
+    "apikey",
+    "x-client-info",
+    "x-supabase-api-version",
+    "x-retry-count",
+    "x-region",
+    "prefer",
+    "range",
+    "range-unit",
+    "accept-profile",
+    "content-profile",
+    "x-upsert",
+    "cache-control",
+    "x-request-id",
+    "idempotency-key",
+    "x-worker-secret",
+    "last-event-id",
+    "if-none-match",
+];
+
 fn cors(origins: &[String]) -> warp::cors::Cors {
     let builder = warp::cors()
         .allow_methods([
             Method::GET,
             Method::POST,
             Method::PUT,
+            Method::PATCH,
             Method::DELETE,
             Method::HEAD,
             Method::OPTIONS,
         ])
-        .allow_headers([
-            "authorization",
-            "content-type",
-            "apikey",
-            "x-client-info",
+        .allow_headers(CORS_ALLOW_HEADERS)
+        .expose_headers([
             "x-request-id",
-            "idempotency-key",
-            "x-worker-secret",
-            "last-event-id",
-            "range",
+            "retry-after",
+            "etag",
+            "content-range",
+            "range-unit",
+            "preference-applied",
         ])
-        .expose_headers(["x-request-id", "retry-after", "etag", "content-range"])
         .max_age(600);
     if origins.iter().any(|o| o == "*") {
         builder.allow_any_origin().build()

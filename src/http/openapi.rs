@@ -500,6 +500,42 @@ fn operations() -> Vec<Op> {
             "A stylesheet or ES module of the pages (?v= for long caching)",
         )
         .web("text/javascript"),
+        op(
+            "get",
+            "/rest/v1/{relation}",
+            "supabase",
+            "PostgREST read of generation_jobs, profiles, transactions or packages (owner rows; select, filters, order, limit, offset, Range, Prefer count=exact, single object); PostgREST error bodies",
+        )
+        .public()
+        .answers(json!({"type": ["array", "object"]})),
+        op(
+            "head",
+            "/rest/v1/{relation}",
+            "supabase",
+            "Same as GET without a body (counts through Content-Range)",
+        )
+        .public(),
+        op(
+            "post",
+            "/rest/v1/{relation}",
+            "supabase",
+            "Refused (403 42501): /rest/v1 is read-only; PATCH, PUT and DELETE likewise",
+        )
+        .public(),
+        op(
+            "post",
+            "/rest/v1/rpc/{name}",
+            "supabase",
+            "A remote procedure mapped onto Atelier's ledger; unknown → 404 PGRST202",
+        )
+        .public(),
+        op(
+            "get",
+            "/realtime/v1/websocket",
+            "supabase",
+            "WebSocket upgrade: Supabase Realtime's Phoenix protocol (vsn 1.0.0 or 2.0.0), postgres_changes of generation_jobs and profiles for the token's user",
+        )
+        .public(),
     ]
 }
 
