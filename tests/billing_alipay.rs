@@ -29,6 +29,7 @@ async fn alipay_app() -> (TestApp, FakeAlipay) {
         c.billing.app_url = "https://app.example".into();
     })
     .await;
+    fixture_packages(&app);
     (app, fake)
 }
 
@@ -371,6 +372,7 @@ async fn refund_reverses_credits_and_spent_credits_become_debt() {
 #[tokio::test]
 async fn simulated_alipay_pays_through_the_notify_code() {
     let app = spawn_app().await;
+    fixture_packages(&app);
     let user = app.new_user().await;
     let before = purchased(&app, &user).await;
     let order = checkout(&app, &user, STARTER_PACK, DESKTOP).await;

@@ -2,7 +2,11 @@
 //! grammar on each relation, single-object answers, counts, absolute URLs, spendable
 //! credits. Row security: `rest_security.rs`.
 
+#[path = "common/billing.rs"]
+mod billing_support;
 mod common;
+#[path = "common/fake_stripe.rs"]
+mod fake_stripe;
 
 use common::{json_with_status, small_png, spawn_app_with, TestApp, TestUser};
 use reqwest::Method;
@@ -241,6 +245,8 @@ async fn generation_jobs_read_like_postgrest() {
 #[tokio::test]
 async fn profiles_transactions_and_packages() {
     let app = spawn_app_with(|c| c.providers.local.delay_ms = 1500).await;
+    // The package set these reads were written against (the old defaults).
+    billing_support::fixture_packages(&app);
     let user = app.new_user().await;
     let token = user.access_token.as_str();
     let profile_path = format!(

@@ -2,7 +2,11 @@
 //! Needs node and `npm ci` in tests/js (`.ci/run` does both); elsewhere it is skipped
 //! with a printed reason, but never when `CI=true`.
 
+#[path = "common/billing.rs"]
+mod billing_support;
 mod common;
+#[path = "common/fake_stripe.rs"]
+mod fake_stripe;
 
 use std::path::Path;
 use std::process::Command;
@@ -83,6 +87,8 @@ async fn the_reference_clients_reads_and_channels_work() {
         c.providers.local.delay_ms = 700;
     })
     .await;
+    // The package set these reads were written against (the old defaults).
+    billing_support::fixture_packages(&app);
     let report = run_node(&js, "reference.test.mjs", app.base.clone()).await;
     assert!(report.contains("# pass 4"), "{report}");
     assert!(report.contains("# fail 0"), "{report}");

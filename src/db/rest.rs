@@ -189,10 +189,9 @@ pub const TRANSACTIONS: Relation = Relation {
 pub const PACKAGES: Relation = Relation {
     name: "packages",
     sql: "SELECT id, name, type, price_usd_cents / 100.0 AS price_usd, credits,
-                 first_sub_bonus, json_extract(stripe_price_ids, '$.usd') AS stripe_price_id,
-                 json_extract(stripe_price_ids, '$.cny') AS stripe_price_id_cny,
-                 json_extract(stripe_price_ids, '$.hkd') AS stripe_price_id_hkd,
-                 is_popular, sort_order, active, created_at, created_at AS updated_at
+                 first_sub_bonus, stripe_price_id, stripe_price_id_cny, stripe_price_id_hkd,
+                 is_popular, sort_order, active, created_at,
+                 MAX(updated_at, created_at) AS updated_at
           FROM packages",
     columns: &[
         col("id", Text),

@@ -95,8 +95,16 @@ pub fn fixture_packages(app: &TestApp) {
     )
     .collect();
     let db = &app.running.as_ref().unwrap().state.db;
-    db.transaction(|conn| packages::replace_active_set(conn, &set, 1))
-        .expect("fixture packages");
+    db.transaction(|conn| {
+        packages::replace_active_set(conn, &set, 1)?;
+        // Their Alipay prices as migration 8 seeded them (7.2 × the USD cents), 30 days.
+        for p in &set {
+            let fen = (p.price_usd_cents > 0).then_some(p.price_usd_cents * 72 / 10);
+            atelier::db::alipay::set_package_terms(conn, &p.id, fen, 30)?;
+        }
+        Ok::<_, atelier::db::DbError>(())
+    })
+    .expect("fixture packages");
 }
 
 /// Simulated mode with a known webhook secret, so tests can sign events.
