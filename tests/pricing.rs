@@ -165,7 +165,7 @@ async fn an_existing_database_keeps_its_packages_until_reset_to_the_defaults() {
         .unwrap();
     }
     let running = atelier::app::start(config).await.unwrap();
-    let app = TestApp::attach(running, dir);
+    let app = TestApp::adopt(running, dir);
     assert_eq!(
         public_names(&app).await,
         [

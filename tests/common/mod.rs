@@ -54,24 +54,6 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     TestApp::adopt(running, dir)
 }
 
-impl TestApp {
-    /// A test app around a server started by the test itself on `dir`.
-    pub fn attach(running: RunningApp, dir: tempfile::TempDir) -> TestApp {
-        let addr = running.addr;
-        TestApp {
-            addr,
-            base: format!("http://{addr}"),
-            client: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            data_dir: dir.path().to_path_buf(),
-            running: Some(running),
-            _dir: dir,
-        }
-    }
-}
-
 /// A signed-up user's session.
 pub struct TestUser {
     pub email: String,
