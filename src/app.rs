@@ -380,7 +380,7 @@ pub async fn start(config: Config) -> Result<RunningApp, StartError> {
 /// Asks Alipay every `billing.alipay.reconcile_interval_secs` about pending orders whose
 /// notify did not come (configured Alipay only).
 fn spawn_alipay_reconcile(state: &Arc<AppState>) {
-    if state.alipay.simulated() {
+    if !state.alipay.configured() {
         return;
     }
     let alipay = state.alipay.clone();

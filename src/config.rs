@@ -517,12 +517,13 @@ pub struct BillingConfig {
     pub max_attempts: u32,
     /// Share (0..1) of an invitee's first paid package credits granted to the inviter.
     pub invite_reward_rate: f64,
-    /// `[billing.alipay]`: Alipay direct (simulated while unset).
+    /// `[billing.alipay]`: Alipay direct (simulated while unset and billing simulated).
     pub alipay: AlipayConfig,
 }
 
 /// `[billing.alipay]`: Alipay Open Platform. Without app id and both keys, Alipay is
-/// simulated (a local pay page posts a correctly signed notify).
+/// simulated while billing is (a local pay page posts a correctly signed notify), and
+/// off on a server that takes real money.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlipayConfig {

@@ -367,6 +367,52 @@ async fn refund_reverses_credits_and_spent_credits_become_debt() {
     assert_audit_clean(&app);
 }
 
+/// A plan refunded in part keeps its period; refunded in full it ends at once
+/// (Alipay has no subscription of its own to cancel), and the profile says so.
+#[tokio::test]
+async fn refunding_a_plan_in_full_ends_its_period() {
+    let (app, fake) = alipay_app().await;
+    let admin = app.new_admin().await;
+    let user = app.new_user().await;
+    let order = checkout(&app, &user, STARTER_SUB, DESKTOP).await;
+    let no = order["out_trade_no"].as_str().unwrap().to_string();
+    fake.pay(&no, "36.00");
+    let notify = fake.sign_notify(fake.notify_params(&no, "36.00", "TRADE_SUCCESS"));
+    assert_eq!(post_notify(&app, &notify).await, (200, "success".into()));
+    let path = format!("/v1/admin/alipay/orders/{no}/refund");
+    let res = app
+        .post_json(&path, Some(&admin.access_token), &json!({"amount": 1000}))
+        .await;
+    json_with_status(res, 200).await;
+    let after_part = me(&app, &user).await;
+    assert_eq!(
+        after_part["subscription"]["status"], "active",
+        "{after_part}"
+    );
+
+    let res = app
+        .post_json(&path, Some(&admin.access_token), &json!({}))
+        .await;
+    assert_eq!(json_with_status(res, 200).await["refunded"], 3600);
+    let after_full = me(&app, &user).await;
+    assert_eq!(
+        after_full["subscription"]["status"], "canceled",
+        "{after_full}"
+    );
+    let end = after_full["subscription"]["current_period_end"]
+        .as_str()
+        .unwrap();
+    let end =
+        time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339).unwrap();
+    let ago = time::OffsetDateTime::now_utc() - end;
+    assert!(
+        ago.whole_seconds() >= 0 && ago.whole_seconds() < 60,
+        "{end}"
+    );
+    assert_eq!(after_full["credits"]["subscription"], 0, "{after_full}");
+    assert_audit_clean(&app);
+}
+
 /// Without keys Alipay is simulated: its page's Pay posts a signed notify through the
 /// same handler and grants once.
 #[tokio::test]
@@ -377,22 +423,76 @@ async fn simulated_alipay_pays_through_the_notify_code() {
     let before = purchased(&app, &user).await;
     let order = checkout(&app, &user, STARTER_PACK, DESKTOP).await;
     let url = order["url"].as_str().unwrap().to_string();
-    assert!(url.contains("/dev/alipay/AT"), "{url}");
+    let no = order["out_trade_no"].as_str().unwrap();
+    assert!(
+        url.ends_with(&format!("/dev/alipay/{no}?return_to=%2Fpricing")),
+        "{url}"
+    );
     let page = app.client.get(&url).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("36.00 CNY"));
-    let pay = app.client.post(format!("{url}/pay")).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    assert!(page.contains("36.00 CNY"), "{page}");
+    let pay_url = app.url(&format!("/dev/alipay/{no}/pay?return_to=%2Fpricing"));
+    assert!(page.contains(&format!(
+        "action=\"/dev/alipay/{no}/pay?return_to=%2Fpricing\""
+    )));
+    // A return path off the app is not followed: back to /pricing.
+    let evil = app.url(&format!(
+        "/dev/alipay/{no}/pay?return_to=%2F%2Fevil.example"
+    ));
+    let pay = app.client.post(&evil).send().await.unwrap();
     assert_eq!(pay.status(), 303);
-    assert!(pay.headers()["location"]
-        .to_str()
-        .unwrap()
-        .contains("success=true"));
+    let location = pay.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.ends_with("/pricing?success=true&method=alipay") && !location.contains("evil"),
+        "{location}"
+    );
     assert_eq!(purchased(&app, &user).await, before + 250);
-    let pay = app.client.post(format!("{url}/pay")).send().await.unwrap();
+    let pay = app.client.post(&pay_url).send().await.unwrap();
     assert_eq!(pay.status(), 303);
     assert_eq!(purchased(&app, &user).await, before + 250);
     let list = transactions(&app, &user).await;
     assert_eq!(list[0]["currency"], "cny");
+}
+
+/// A server that takes real money (Stripe mode) and has no Alipay keys has no
+/// simulated Alipay to pay for free: checkout is refused, the simulated page and its
+/// Pay button do not exist, and a notify signed with any key grants nothing.
+#[tokio::test]
+async fn a_server_taking_real_money_has_no_simulated_alipay() {
+    let (app, _stripe) = stripe_app().await;
+    let user = app.new_user().await;
+    let before = purchased(&app, &user).await;
+    let res = app
+        .client
+        .post(app.url("/functions/v1/create-alipay-checkout"))
+        .bearer_auth(&user.access_token)
+        .header("user-agent", DESKTOP)
+        .json(&json!({"packageId": STARTER_PACK, "returnTo": "/pricing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(res, 503, "ALIPAY_CHECKOUT_FAILED").await;
+    let page = app
+        .client
+        .get(app.url("/dev/alipay/AT0001"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+    let pay = app
+        .client
+        .post(app.url("/dev/alipay/AT0001/pay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pay.status(), 404);
+    let forger = fake_alipay::start().await;
+    let notify = forger.sign_notify(forger.notify_params("AT0001", "36.00", "TRADE_SUCCESS"));
+    let (status, body) = post_notify(&app, &notify).await;
+    assert_eq!((status, body.as_str()), (400, "fail"));
+    assert_eq!(purchased(&app, &user).await, before);
+    assert_audit_clean(&app);
 }
 
 /// `atelier alipay reconcile`, run as an operator would on a stopped server's data:

@@ -219,6 +219,7 @@ async fn a_seller_generates_buys_and_an_admin_grants_credits() {
                     "document.querySelectorAll('#payments li').length === 1",
                 )
                 .await;
+            alipay_purchase(&browser, credits, &mut expected).await;
         }
     }
 
@@ -634,4 +635,55 @@ async fn the_admin_console_refuses_sellers_with_the_servers_message() {
     );
     browser.close().await;
     app.stop().await;
+}
+
+/// The same pack bought with the simulated Alipay: its yuan price on the card, the
+/// Alipay page, back with the credits and a CNY payment in the list.
+async fn alipay_purchase(browser: &Browser, credits: i64, expected: &mut i64) {
+    browser
+        .until(
+            "the Pay with Alipay button",
+            "!!document.querySelector('#packages li[data-type=\"one_time\"] button[data-alipay]')",
+        )
+        .await;
+    let label = browser
+        .js("return document.querySelector('#packages li[data-type=\"one_time\"]').children[2].textContent;")
+        .await;
+    assert!(label.as_str().unwrap_or("").contains('¥'), "{label}");
+    browser
+        .click("#packages li[data-type=\"one_time\"] button[data-alipay]")
+        .await;
+    browser
+        .until(
+            "the simulated Alipay page",
+            "location.pathname.startsWith('/dev/alipay/')",
+        )
+        .await;
+    let pay = browser
+        .client
+        .find(Locator::XPath(
+            "//button[contains(., 'Pay')] | //input[@type='submit' and contains(@value, 'Pay')]",
+        ))
+        .await
+        .expect("a Pay button on the Alipay page");
+    pay.click().await.expect("pays");
+    *expected += credits;
+    browser
+        .until(
+            "back on the studio after Alipay",
+            "location.pathname === '/' && !!document.querySelector('#credits-available')",
+        )
+        .await;
+    browser
+        .until(
+            "the Alipay pack's credits",
+            &format!("document.querySelector('#credits-available').textContent === '{expected}'"),
+        )
+        .await;
+    browser
+        .until(
+            "the CNY payment in the list",
+            "document.querySelectorAll('#payments li').length === 2 && document.querySelector('#payments').textContent.includes('CNY')",
+        )
+        .await;
 }

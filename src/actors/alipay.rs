@@ -3,9 +3,11 @@
 //! actor in one durable transaction (`alipay_apply`); the ledger's serial writer is
 //! what makes 50 concurrent copies of one notify grant once.
 //!
-//! Without `[billing.alipay]` keys Alipay is simulated: a key pair made at first use
-//! stands in for both the merchant's and Alipay's, and the `/dev/alipay/<order>` page
-//! posts a notify signed with it through [`Alipay::notify`].
+//! Without `[billing.alipay]` keys Alipay is simulated on a server whose billing is
+//! simulated: a key pair made at first use stands in for both the merchant's and
+//! Alipay's, and the `/dev/alipay/<order>` page posts a notify signed with it through
+//! [`Alipay::notify`]. A server that takes real money (`billing.mode = "stripe"`) and has
+//! no Alipay keys has no Alipay at all: a simulated one there would hand out credits.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -40,6 +42,8 @@ pub struct Alipay {
     config: AlipayConfig,
     app_url: String,
     merchant: Option<Arc<Merchant>>,
+    /// Whether the simulated Alipay may stand in when no merchant is configured.
+    simulation_allowed: bool,
 }
 
 /// How a notify ended: `success` is answered only for [`NotifyOutcome::Done`].
@@ -75,12 +79,30 @@ impl Alipay {
             config,
             app_url: billing.app_url.clone(),
             merchant,
+            simulation_allowed: billing.mode == "simulated",
         })
     }
 
-    /// Whether Alipay is simulated (no keys configured).
+    /// Whether Alipay is simulated (no keys, and billing simulated).
     pub fn simulated(&self) -> bool {
-        self.merchant.is_none()
+        self.merchant.is_none() && self.simulation_allowed
+    }
+
+    /// Whether a real Alipay merchant is configured.
+    pub fn configured(&self) -> bool {
+        self.merchant.is_some()
+    }
+
+    /// Refuses when this server has no Alipay (real money, no keys).
+    fn ensure_available(&self) -> Result<(), ApiError> {
+        if self.configured() || self.simulated() {
+            Ok(())
+        } else {
+            Err(ApiError::with_message(
+                ErrorCode::ALIPAY_CHECKOUT_FAILED,
+                "Alipay is not set up on this server",
+            ))
+        }
     }
 
     /// The interval of the reconcile sweep.
@@ -93,6 +115,7 @@ impl Alipay {
         if let Some(m) = &self.merchant {
             return Ok(m.clone());
         }
+        self.ensure_available()?;
         let key = simulated_key()?;
         Ok(Arc::new(Merchant {
             app_id: SIMULATED_APP_ID.into(),
@@ -111,6 +134,7 @@ impl Alipay {
         user_agent: Option<String>,
         base_url: String,
     ) -> Result<Value, ApiError> {
+        self.ensure_available()?;
         let package_id = request.package_id.clone();
         let (package, terms) = self
             .db
@@ -166,7 +190,11 @@ impl Alipay {
                     now,
                 )
             }
-            None => format!("{base}/dev/alipay/{out_trade_no}"),
+            None => format!(
+                "{base}/dev/alipay/{out_trade_no}?return_to={}",
+                url::form_urlencoded::byte_serialize(request.return_to.as_bytes())
+                    .collect::<String>()
+            ),
         };
         self.db
             .write(move |conn| adb::insert_order(conn, &order))
@@ -370,7 +398,11 @@ impl Alipay {
     /// The simulated Alipay's Pay button: builds the notify Alipay would send, signs it
     /// with the simulated key and runs it through [`Alipay::notify`]; answers where the
     /// buyer is sent next.
-    pub async fn simulate_pay(&self, out_trade_no: &str) -> Result<String, ApiError> {
+    pub async fn simulate_pay(
+        &self,
+        out_trade_no: &str,
+        return_to: &str,
+    ) -> Result<String, ApiError> {
         let order = self.order(out_trade_no).await?;
         let merchant = self.merchant()?;
         let now = now_ms();
@@ -402,7 +434,7 @@ impl Alipay {
             .finish();
         match self.notify(body.as_bytes()).await {
             NotifyOutcome::Done(_) => {
-                let (success, _) = redirect_urls(&self.app_url, "/pricing");
+                let (success, _) = redirect_urls(&self.app_url, return_to);
                 Ok(format!("{success}&method=alipay"))
             }
             NotifyOutcome::Fail(why) => Err(ApiError::internal().cause(why)),

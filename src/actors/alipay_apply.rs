@@ -138,7 +138,8 @@ pub fn payment_of(conn: &Connection, order: &AlipayOrder) -> Result<Payment, Api
 }
 
 /// Records a refund Alipay accepted: `refunded_total` fen refunded so far; reverses
-/// that share of the credits (bonus included), the shortfall becoming debt.
+/// that share of the credits (bonus included), the shortfall becoming debt. A plan
+/// refunded in full is cancelled with its period ending now.
 pub fn apply_refund(
     conn: &Connection,
     out_trade_no: &str,
@@ -182,6 +183,18 @@ pub fn apply_refund(
                 None,
             )?;
         }
+    }
+    if full && order.purchase_type == "subscription" {
+        // A plan refunded in full ends now: Alipay has no subscription to cancel.
+        let secs = now / 1000;
+        bdb::set_status(
+            conn,
+            &subscription_id(out_trade_no),
+            "canceled",
+            Some(secs),
+            secs,
+            now,
+        )?;
     }
     bdb::record_refund(
         conn,

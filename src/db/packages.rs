@@ -22,6 +22,8 @@ pub struct Package {
     pub stripe_price_id: Option<String>,
     pub stripe_price_id_cny: Option<String>,
     pub stripe_price_id_hkd: Option<String>,
+    /// The Alipay (CNY) price in fen, when the package is sold through Alipay.
+    pub price_cny_fen: Option<i64>,
 }
 
 /// The reference's current package set (`20260307233500_refresh_pricing_packages.sql`):
@@ -102,7 +104,7 @@ pub fn default_set() -> Vec<Package> {
 }
 
 const COLUMNS: &str = "id, name, type, price_usd_cents, credits, first_sub_bonus, is_popular,
-    sort_order, active, stripe_price_id, stripe_price_id_cny, stripe_price_id_hkd";
+    sort_order, active, stripe_price_id, stripe_price_id_cny, stripe_price_id_hkd, price_cny_fen";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Package> {
     Ok(Package {
@@ -118,6 +120,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Package> {
         stripe_price_id: row.get(9)?,
         stripe_price_id_cny: row.get(10)?,
         stripe_price_id_hkd: row.get(11)?,
+        price_cny_fen: row.get(12)?,
     })
 }
 
@@ -200,12 +203,13 @@ pub fn set_stripe_price(
     Ok(n > 0)
 }
 
-/// Inserts a package, or replaces every field of the one with its id.
+/// Inserts a package, or replaces every field of the one with its id (a CNY price
+/// left unset keeps the one it has; `alipay::set_package_terms` changes it).
 pub fn upsert(conn: &Connection, p: &Package, now: i64) -> DbResult<()> {
     conn.execute(
         &format!(
             "INSERT INTO packages ({COLUMNS}, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, type = excluded.type,
                  price_usd_cents = excluded.price_usd_cents, credits = excluded.credits,
                  first_sub_bonus = excluded.first_sub_bonus, is_popular = excluded.is_popular,
@@ -213,6 +217,7 @@ pub fn upsert(conn: &Connection, p: &Package, now: i64) -> DbResult<()> {
                  stripe_price_id = excluded.stripe_price_id,
                  stripe_price_id_cny = excluded.stripe_price_id_cny,
                  stripe_price_id_hkd = excluded.stripe_price_id_hkd,
+                 price_cny_fen = COALESCE(excluded.price_cny_fen, packages.price_cny_fen),
                  updated_at = excluded.updated_at"
         ),
         params![
@@ -228,6 +233,7 @@ pub fn upsert(conn: &Connection, p: &Package, now: i64) -> DbResult<()> {
             p.stripe_price_id,
             p.stripe_price_id_cny,
             p.stripe_price_id_hkd,
+            p.price_cny_fen,
             now
         ],
     )?;

@@ -62,6 +62,7 @@ error_codes! {
     // Alipay
     ALIPAY_PACKAGE_MISSING_PRICE => (400, "The package has no Alipay (CNY) price"),
     ALIPAY_REFUND_FAILED => (502, "Alipay refused or could not be reached for the refund"),
+    ALIPAY_CHECKOUT_FAILED => (503, "Alipay checkout is not available"),
     // Generation
     ANALYSIS_CREATE_FAILED => (500, "The analysis job could not be created"),
     ANALYSIS_FAILED => (502, "Product analysis failed"),
@@ -226,7 +227,7 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(*code));
         }
-        assert_eq!(ErrorCode::ALL.len(), 51);
+        assert_eq!(ErrorCode::ALL.len(), 52);
     }
 
     #[test]
@@ -238,6 +239,7 @@ mod tests {
         assert_eq!(ErrorCode::NO_SUBSCRIPTION.http_status(), 404);
         assert_eq!(ErrorCode::ALIPAY_PACKAGE_MISSING_PRICE.http_status(), 400);
         assert_eq!(ErrorCode::ALIPAY_REFUND_FAILED.http_status(), 502);
+        assert_eq!(ErrorCode::ALIPAY_CHECKOUT_FAILED.http_status(), 503);
     }
 
     #[test]

@@ -139,6 +139,7 @@ async fn list_packages(state: State) -> Response {
                     "name": p.name,
                     "type": p.kind,
                     "price_usd": p.price_usd_cents as f64 / 100.0,
+                    "price_cny": p.price_cny_fen.map(|fen| fen as f64 / 100.0),
                     "credits": p.credits,
                     "first_sub_bonus": p.first_sub_bonus,
                     "is_popular": p.is_popular,

@@ -1,6 +1,8 @@
 //! Alipay routes: `create-alipay-checkout`, `alipay-notify` (answers the literal
 //! `success` / `fail` Alipay reads), the admin refund, and the simulated pay page.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, StatusCode};
@@ -10,7 +12,7 @@ use warp::Filter;
 use super::storage::base_url;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::actors::alipay::NotifyOutcome;
-use crate::domain::billing::CheckoutRequest;
+use crate::domain::billing::{is_local_path, CheckoutRequest};
 use crate::domain::{ApiError, ErrorCode};
 
 /// The Alipay routes.
@@ -33,11 +35,13 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
     let page = warp::path!("dev" / "alipay" / String)
         .and(warp::get())
         .and(with_state(state.clone()))
-        .then(|no, state| guard(pay_page(state, no)));
+        .and(warp::query::<HashMap<String, String>>())
+        .then(|no, state, query| guard(pay_page(state, no, return_to(&query))));
     let pay = warp::path!("dev" / "alipay" / String / "pay")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .then(|no, state| guard(simulate_pay(state, no)));
+        .and(warp::query::<HashMap<String, String>>())
+        .then(|no, state, query| guard(simulate_pay(state, no, return_to(&query))));
     let all: [BoxedFilter<(Response,)>; 5] = [
         checkout.boxed(),
         notify.boxed(),
@@ -115,6 +119,10 @@ fn simulated_only(state: &State) -> Result<(), ApiError> {
     }
 }
 
+fn encode_query(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -122,8 +130,18 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// `GET /dev/alipay/<out_trade_no>`: the simulated Alipay page.
-async fn pay_page(state: State, out_trade_no: String) -> Response {
+/// Where the simulated Alipay sends the buyer back: the checkout's `returnTo`, carried
+/// in the page's query (a path on the app only, else `/pricing`).
+fn return_to(query: &HashMap<String, String>) -> String {
+    query
+        .get("return_to")
+        .filter(|path| is_local_path(path))
+        .cloned()
+        .unwrap_or_else(|| "/pricing".into())
+}
+
+/// `GET /dev/alipay/<out_trade_no>?return_to=<path>`: the simulated Alipay page.
+async fn pay_page(state: State, out_trade_no: String, return_to: String) -> Response {
     let result = async {
         simulated_only(&state)?;
         state.alipay.order(&out_trade_no).await
@@ -131,11 +149,14 @@ async fn pay_page(state: State, out_trade_no: String) -> Response {
     match result.await {
         Ok(order) => {
             let no = escape(&order.out_trade_no);
+            let back = escape(&encode_query(&return_to));
             let page = format!(
-                "<!doctype html><meta charset=utf-8><title>Simulated Alipay</title>\
+                "<!doctype html><html lang=en><meta charset=utf-8>\
+                 <meta name=viewport content=\"width=device-width, initial-scale=1\">\
+                 <title>Simulated Alipay</title>\
                  <h1>Simulated Alipay (支付宝)</h1><p>Order {no}: {}.{:02} CNY, {} credits \
-                 ({})</p><form method=post action=\"/dev/alipay/{no}/pay\">\
-                 <button>Pay</button></form>",
+                 ({})</p><form method=post action=\"/dev/alipay/{no}/pay?return_to={back}\">\
+                 <button>Pay</button></form></html>",
                 order.amount_fen / 100,
                 order.amount_fen % 100,
                 order.credits,
@@ -149,10 +170,10 @@ async fn pay_page(state: State, out_trade_no: String) -> Response {
 
 /// `POST /dev/alipay/<out_trade_no>/pay`: a signed notify through the real handler,
 /// then 303 to the app.
-async fn simulate_pay(state: State, out_trade_no: String) -> Response {
+async fn simulate_pay(state: State, out_trade_no: String, return_to: String) -> Response {
     let result = async {
         simulated_only(&state)?;
-        state.alipay.simulate_pay(&out_trade_no).await
+        state.alipay.simulate_pay(&out_trade_no, &return_to).await
     };
     match result.await {
         Ok(location) => {

@@ -124,5 +124,6 @@ async fn public_config(state: State) -> Response {
             },
         },
         "billing_mode": config.billing.mode,
+        "alipay_enabled": state.alipay.configured() || state.alipay.simulated(),
     }))
 }

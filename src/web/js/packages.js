@@ -44,18 +44,31 @@ export async function loadPayments() {
 function card(pack) {
   const monthly = pack.type === 'subscription';
   const buy = el('button', { type: 'button', text: monthly ? 'Subscribe' : 'Buy', 'data-package': pack.id });
-  buy.addEventListener('click', () => checkout(pack, buy));
+  buy.addEventListener('click', () => checkout(pack, buy, false));
+  const prices = [`$${pack.price_usd}`];
+  const alipay = state.config?.alipay_enabled && pack.price_cny != null;
+  if (alipay) prices.push(`¥${pack.price_cny}`);
+  const buttons = [buy];
+  if (alipay) {
+    const viaAlipay = el('button', {
+      type: 'button', class: 'secondary', text: 'Pay with Alipay', 'data-alipay': pack.id,
+    });
+    viaAlipay.addEventListener('click', () => checkout(pack, viaAlipay, true));
+    buttons.push(viaAlipay);
+  }
   return el('li', { class: `package${pack.is_popular ? ' popular' : ''}`, 'data-type': pack.type },
     el('strong', { text: pack.name }),
     el('span', { text: `${pack.credits} credits${monthly ? ' a month' : ''}` }),
-    el('span', { class: 'muted small', text: `$${pack.price_usd}${monthly ? ' / month' : ''}` }),
-    buy);
+    el('span', { class: 'muted small', text: `${prices.join(' · ')}${monthly ? ' / month' : ''}` }),
+    ...buttons);
 }
 
-async function checkout(pack, button) {
+/** Opens a checkout: Stripe (card, or the simulated page) or Alipay (CNY). */
+async function checkout(pack, button, viaAlipay) {
   const error = $('buy-error');
   showError(error, null);
-  const fn = pack.type === 'subscription' ? 'create-credit-checkout' : 'create-onetime-checkout';
+  let fn = pack.type === 'subscription' ? 'create-credit-checkout' : 'create-onetime-checkout';
+  if (viaAlipay) fn = 'create-alipay-checkout';
   try {
     const answer = await busy(button, 'Opening checkout…', () =>
       api.post(`/functions/v1/${fn}`, { packageId: pack.id, returnTo: '/' }));
