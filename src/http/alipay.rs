@@ -10,7 +10,8 @@ use warp::Filter;
 use super::storage::base_url;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::actors::alipay::NotifyOutcome;
-use crate::domain::billing::CheckoutRequest;
+use crate::domain::billing::{CheckoutRequest, CHECKOUT_FIELDS};
+use crate::generation::fields::ignore_unknown;
 use crate::domain::{ApiError, ErrorCode};
 
 /// The Alipay routes.
@@ -55,6 +56,7 @@ async fn checkout(state: State, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
         let body: Value = req.json()?;
+        ignore_unknown("create-alipay-checkout", &body, CHECKOUT_FIELDS);
         let request = CheckoutRequest::parse(&body)?;
         let agent = req.header("user-agent").map(str::to_string);
         let base = base_url(&state, &req);

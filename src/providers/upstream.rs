@@ -304,6 +304,10 @@ pub fn status_error(
         }
     } else if status == 404 {
         ProviderError::permanent(ErrorCode::MODEL_UNAVAILABLE, message)
+    } else if (400..500).contains(&status) {
+        // The reference's UPSTREAM_REJECTED: the upstream refused the request before any
+        // generation (process-generation-job/index.ts L4106–4108, L4125).
+        ProviderError::permanent(ErrorCode::UPSTREAM_REJECTED, message)
     } else {
         ProviderError::permanent(ErrorCode::UPSTREAM_ERROR, message)
     }
