@@ -148,9 +148,8 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
     let metrics = Arc::new(Metrics::new(db.pool_wait()));
     let health = Arc::new(QueueHealth::new());
     let providers = build_providers(&config, &storage, &metrics);
-    let prompts = Arc::new(
-        PromptTexts::load(config.generation.prompts_dir.as_deref()).map_err(StartError)?,
-    );
+    let prompts =
+        Arc::new(PromptTexts::load(config.generation.prompts_dir.as_deref()).map_err(StartError)?);
     let queue = Queue {
         prompts: &prompts,
         db: &db,

@@ -547,8 +547,14 @@ async fn stripe_portal_and_checkout_reuse_the_customer() {
     // returnTo is honoured; an off-site one falls back to /profile
     // (create-portal-session/index.ts L30–34).
     for (body, expected) in [
-        (json!({"returnTo": "/studio?tab=1"}), "https://app.example/studio?tab=1"),
-        (json!({"returnTo": "//evil.example", "extra": 1}), "https://app.example/profile"),
+        (
+            json!({"returnTo": "/studio?tab=1"}),
+            "https://app.example/studio?tab=1",
+        ),
+        (
+            json!({"returnTo": "//evil.example", "extra": 1}),
+            "https://app.example/profile",
+        ),
         (json!({"returnTo": 5}), "https://app.example/profile"),
     ] {
         json_with_status(app.call("create-portal-session", token, &body).await, 200).await;

@@ -216,8 +216,14 @@ async fn a_wrong_key_and_an_unknown_model_fail_permanently() {
     let job = app
         .run_job(&user.access_token, "generate-image", &image_body("1:1"))
         .await;
-    assert_failed_and_released(&app, &user, &job, "UPSTREAM_REJECTED", (fake.calls().len(), 1))
-        .await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "UPSTREAM_REJECTED",
+        (fake.calls().len(), 1),
+    )
+    .await;
     assert!(
         job.to_string().contains("providers.gemini.api_key"),
         "{job}"

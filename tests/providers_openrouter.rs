@@ -156,8 +156,14 @@ async fn a_bad_request_fails_after_one_attempt_and_releases_the_credits() {
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("1:1", &common::small_png())).await;
     // The reference's UPSTREAM_REJECTED (process-generation-job/index.ts L4106–4125).
-    assert_failed_and_released(&app, &user, &job, "UPSTREAM_REJECTED", (fake.calls().len(), 1))
-        .await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "UPSTREAM_REJECTED",
+        (fake.calls().len(), 1),
+    )
+    .await;
     let message = first_unit_error(&job)["message"].as_str().unwrap();
     assert!(message.contains("HTTP 400"), "{message}");
     app.stop().await;
@@ -284,8 +290,14 @@ async fn unknown_models_and_wrong_keys_fail_permanently() {
     .await;
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("1:1", &common::small_png())).await;
-    assert_failed_and_released(&app, &user, &job, "UPSTREAM_REJECTED", (fake.calls().len(), 1))
-        .await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "UPSTREAM_REJECTED",
+        (fake.calls().len(), 1),
+    )
+    .await;
     assert_eq!(fake.calls()[0].bearer(), Some(wrong_key));
     assert!(!job.to_string().contains(wrong_key), "{job}");
     app.stop().await;

@@ -99,7 +99,10 @@ async fn unknown_fields_are_ignored_by_every_reference_function() {
     for (function, body, status) in cases {
         let res = app.call(function, token, &with_surprise(body)).await;
         let answer = json_with_status(res, status).await;
-        assert_ne!(answer["error"]["code"], "BAD_REQUEST", "{function}: {answer}");
+        assert_ne!(
+            answer["error"]["code"], "BAD_REQUEST",
+            "{function}: {answer}"
+        );
     }
     app.wait_job(token, &job).await;
     app.stop().await;
@@ -133,8 +136,11 @@ async fn style_dimensions_answer_the_reference_enums() {
     let token = &user.access_token;
     let body = json!({"contextText": "warm light on a marble counter", "module": "ecommerce",
                       "uiLanguage": "zh"});
-    let answer = json_with_status(app.call("analyze-style-dimensions", token, &body).await, 200)
-        .await;
+    let answer = json_with_status(
+        app.call("analyze-style-dimensions", token, &body).await,
+        200,
+    )
+    .await;
     let selections = answer["selections"].as_object().expect("selections");
     assert_eq!(selections.len(), 5, "{answer}");
     for (key, allowed) in DIMENSIONS {
@@ -145,7 +151,9 @@ async fn style_dimensions_answer_the_reference_enums() {
     assert_eq!(selections["material"], "marble", "{answer}");
     assert_eq!(answer["source"], "ai");
     assert_eq!(answer["model"], "local");
-    assert!(answer["confidence"].as_f64().is_some_and(|c| (0.0..=1.0).contains(&c)));
+    assert!(answer["confidence"]
+        .as_f64()
+        .is_some_and(|c| (0.0..=1.0).contains(&c)));
 
     let empty = json!({"selections": {}, "confidence": 0, "source": "ai"});
     for body in [
@@ -227,8 +235,8 @@ async fn public_config_serves_the_reference_keys() {
         c.public.platform_min_images.insert("amazon".into(), 7);
     })
     .await;
-    let config = json_with_status(app.get("/functions/v1/get-public-config", None).await, 200)
-        .await;
+    let config =
+        json_with_status(app.get("/functions/v1/get-public-config", None).await, 200).await;
     assert_eq!(config["batch_concurrency"], 3);
     assert_eq!(config["ta_pro_prompt_profile_enabled"], true);
     assert_eq!(
@@ -343,7 +351,10 @@ async fn input_images_of_a_wrong_type_or_too_slow_fail_with_the_reference_codes(
     answer.extend(html);
     let addr = raw_server(answer, Duration::ZERO);
     let job = failed_remote_job(&app, &user, &format!("http://{addr}/page.html")).await;
-    assert_eq!(job["error_code"], "IMAGE_INPUT_INVALID_CONTENT_TYPE", "{job}");
+    assert_eq!(
+        job["error_code"], "IMAGE_INPUT_INVALID_CONTENT_TYPE",
+        "{job}"
+    );
 
     let png = png_bytes(16, 16, false);
     let mut slow = format!(
@@ -356,7 +367,10 @@ async fn input_images_of_a_wrong_type_or_too_slow_fail_with_the_reference_codes(
     let started = Instant::now();
     let job = failed_remote_job(&app, &user, &format!("http://{addr}/slow.png")).await;
     assert_eq!(job["error_code"], "IMAGE_INPUT_SOURCE_TIMEOUT", "{job}");
-    assert!(started.elapsed() < Duration::from_secs(4), "the fetch waited");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the fetch waited"
+    );
     assert_eq!(app.credits(&user.access_token).await["available"], 30);
     app.stop().await;
 }
@@ -459,7 +473,10 @@ async fn uploads_addressed_like_the_client_outlive_the_temp_sweep() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     while status_of(&app, &unused).await != 404 {
-        assert!(Instant::now() < deadline, "the sweep never removed {unused}");
+        assert!(
+            Instant::now() < deadline,
+            "the sweep never removed {unused}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(status_of(&app, &used).await, 200, "a job's input was swept");
@@ -491,7 +508,11 @@ async fn prompt_app(
 async fn prompt_texts_follow_the_request_language() {
     for (language, analysis_lead, prompts_lead) in [
         ("zh", "你是电商产品视觉策划", "你为电商产品图撰写"),
-        ("en", "You plan e-commerce product visuals", "You write 2 image prompts"),
+        (
+            "en",
+            "You plan e-commerce product visuals",
+            "You write 2 image prompts",
+        ),
     ] {
         let openrouter = FakeOpenRouter::start().await;
         let app = prompt_app(&openrouter, |_| {}).await;

@@ -224,7 +224,12 @@ fn s3_storage_round_trips() {
         .put("uploads", "keep.png", b"x", "image/png")
         .unwrap();
     let keep = std::collections::HashSet::from(["u/3.png".to_string()]);
-    assert_eq!(storage.sweep("temp", Duration::from_secs(3600), &keep).unwrap(), 0);
+    assert_eq!(
+        storage
+            .sweep("temp", Duration::from_secs(3600), &keep)
+            .unwrap(),
+        0
+    );
     assert_eq!(storage.sweep("temp", Duration::ZERO, &keep).unwrap(), 3);
     assert!(storage.get("temp", "u/0.png").is_err());
     assert_eq!(storage.get("temp", "u/3.png").unwrap(), b"x");

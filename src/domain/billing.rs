@@ -163,7 +163,10 @@ mod tests {
             json!({"packageId": PKG, "returnTo": 3, "extra": 1}),
         ] {
             let req = CheckoutRequest::parse(&body).unwrap();
-            assert_eq!((req.return_to.as_str(), req.currency.as_str()), ("/pricing", "usd"));
+            assert_eq!(
+                (req.return_to.as_str(), req.currency.as_str()),
+                ("/pricing", "usd")
+            );
         }
     }
 

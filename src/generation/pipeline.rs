@@ -36,7 +36,11 @@ pub fn run_unit(
         JobType::ImageGen | JobType::StyleReplicate => {
             let mut unit = unit.clone();
             let prompt_source = if unit.input["mode"] == "refinement" {
-                Some(write_refinement_prompt(provider, &mut unit, &settings.prompts))
+                Some(write_refinement_prompt(
+                    provider,
+                    &mut unit,
+                    &settings.prompts,
+                ))
             } else {
                 None
             };
@@ -69,7 +73,12 @@ fn write_refinement_prompt(
         purpose: TextPurpose::RefinementPrompt,
         model: unit.model.clone(),
         system: prompts.text("refinement", lang, profile).to_string(),
-        user: prompts.render("refinement_user", lang, profile, &[("background", background)]),
+        user: prompts.render(
+            "refinement_user",
+            lang,
+            profile,
+            &[("background", background)],
+        ),
         images: vec![product],
         input: unit.input.clone(),
     };
@@ -116,7 +125,11 @@ fn check_ratio(outcome: UnitOutcome, input: &Value, settings: &PipelineSettings)
 /// written as the reference's blueprint; when it stays broken, the fallback blueprint
 /// with `_ai_meta.parse_warning` (the job succeeds, as in the reference). Only an
 /// upstream failure fails the unit.
-fn analyze_product(provider: &dyn Provider, unit: &UnitRequest, prompts: &PromptTexts) -> UnitOutcome {
+fn analyze_product(
+    provider: &dyn Provider,
+    unit: &UnitRequest,
+    prompts: &PromptTexts,
+) -> UnitOutcome {
     let mut images: Vec<String> = unit.input["product_images"]
         .as_array()
         .map(|a| {
@@ -138,7 +151,10 @@ fn analyze_product(provider: &dyn Provider, unit: &UnitRequest, prompts: &Prompt
             &ask.ui_language,
             &ask.prompt_profile,
             &[
-                ("requirements", unit.input["requirements"].as_str().unwrap_or("none")),
+                (
+                    "requirements",
+                    unit.input["requirements"].as_str().unwrap_or("none"),
+                ),
                 ("language", &ask.output_language),
             ],
         ),
@@ -201,11 +217,23 @@ pub fn parse_json_object(text: &str) -> Option<Map<String, Value>> {
 /// The reference's five style dimensions and their fixed values
 /// (analyze-style-dimensions/index.ts L8–14).
 pub const STYLE_DIMENSIONS: &[(&str, &[&str])] = &[
-    ("sceneStyle", &["minimal", "natural", "urban", "luxury", "industrial"]),
+    (
+        "sceneStyle",
+        &["minimal", "natural", "urban", "luxury", "industrial"],
+    ),
     ("lighting", &["natural", "warm", "cool", "dramatic", "soft"]),
-    ("composition", &["front", "overhead45", "topDown", "closeUp", "wide"]),
-    ("colorTone", &["original", "warmTone", "coolTone", "monochrome", "vibrant"]),
-    ("material", &["default", "matte", "glossy", "wood", "marble"]),
+    (
+        "composition",
+        &["front", "overhead45", "topDown", "closeUp", "wide"],
+    ),
+    (
+        "colorTone",
+        &["original", "warmTone", "coolTone", "monochrome", "vibrant"],
+    ),
+    (
+        "material",
+        &["default", "matte", "glossy", "wood", "marble"],
+    ),
 ];
 
 /// What `analyze-style-dimensions` asks about.
@@ -247,14 +275,26 @@ pub fn style_dimensions(
         .iter()
         .map(|(key, values)| format!("{key}: {}", values.join("|")))
         .collect();
-    let none = if ask.ui_language == "zh" { "(无)" } else { "(none)" };
-    let or_none = |s: &str| if s.is_empty() { none.to_string() } else { s.to_string() };
+    let none = if ask.ui_language == "zh" {
+        "(无)"
+    } else {
+        "(none)"
+    };
+    let or_none = |s: &str| {
+        if s.is_empty() {
+            none.to_string()
+        } else {
+            s.to_string()
+        }
+    };
     let answer = provider.and_then(|provider| {
         let lang = ask.ui_language.as_str();
         let request = TextRequest {
             purpose: TextPurpose::StyleDimensions,
             model: model.to_string(),
-            system: prompts.text("dimensions_system", lang, "default").to_string(),
+            system: prompts
+                .text("dimensions_system", lang, "default")
+                .to_string(),
             user: prompts.render(
                 "dimensions_user",
                 lang,

@@ -207,11 +207,17 @@ pub fn genesis_prompts(
                 .as_object()
                 .map(|r| {
                     r.iter()
-                        .filter_map(|(k, v)| v.as_str().map(|v| format!("{}: {v}", k.replace('_', " "))))
+                        .filter_map(|(k, v)| {
+                            v.as_str().map(|v| format!("{}: {v}", k.replace('_', " ")))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
-            let separator = if text_language(language) == "zh" { "、" } else { ", " };
+            let separator = if text_language(language) == "zh" {
+                "、"
+            } else {
+                ", "
+            };
             let lock = prompts.render(
                 "genesis_lock",
                 language,
@@ -236,7 +242,8 @@ pub fn genesis_prompts(
                 .filter(|p| !p.is_empty() && *p != ".")
                 .collect::<Vec<_>>()
                 .join("\n\n");
-            let negative = prompts.render("genesis_negative", language, "default", &[("color", color)]);
+            let negative =
+                prompts.render("genesis_negative", language, "default", &[("color", color)]);
             let description = field("description");
             let mut object = Map::new();
             object.insert("prompt".into(), json!(prompt));
@@ -244,7 +251,11 @@ pub fn genesis_prompts(
             object.insert("negative_prompt".into(), json!(negative));
             object.insert(
                 "marketing_hook".into(),
-                json!(if description.is_empty() { summary } else { &description }),
+                json!(if description.is_empty() {
+                    summary
+                } else {
+                    &description
+                }),
             );
             object.insert("priority".into(), json!(0));
             normalize(&object, index)
@@ -303,6 +314,9 @@ mod tests {
             .unwrap()
             .contains("lighting: soft"));
         assert_eq!(prompts[1]["marketing_hook"], "a mug");
-        assert_eq!(prompts, genesis_prompts(&blueprint, "en", Some("minimal"), &PromptTexts::default()));
+        assert_eq!(
+            prompts,
+            genesis_prompts(&blueprint, "en", Some("minimal"), &PromptTexts::default())
+        );
     }
 }

@@ -99,12 +99,19 @@ impl PromptTexts {
                 return Err(format!(
                     "generation.prompts_dir: {} names no prompt text (known: {})",
                     path.display(),
-                    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    BUILTIN
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("generation.prompts_dir {}: {e}", path.display()))?;
-            tracing::info!(prompt = stem, "prompt text replaced from the prompts directory");
+            tracing::info!(
+                prompt = stem,
+                "prompt text replaced from the prompts directory"
+            );
             prompts
                 .texts
                 .insert(stem.to_string(), text.trim_end_matches('\n').to_string());
@@ -139,11 +146,17 @@ impl PromptTexts {
     }
 
     /// [`text`](Self::text) with each `{key}` replaced by its value.
-    pub fn render(&self, name: &str, language: &str, profile: &str, vars: &[(&str, &str)]) -> String {
-        vars.iter()
-            .fold(self.text(name, language, profile).to_string(), |text, (key, value)| {
-                text.replace(&format!("{{{key}}}"), value)
-            })
+    pub fn render(
+        &self,
+        name: &str,
+        language: &str,
+        profile: &str,
+        vars: &[(&str, &str)],
+    ) -> String {
+        vars.iter().fold(
+            self.text(name, language, profile).to_string(),
+            |text, (key, value)| text.replace(&format!("{{{key}}}"), value),
+        )
     }
 }
 
@@ -164,7 +177,9 @@ mod tests {
                 );
             }
         }
-        assert!(prompts.text("analysis", "zh-CN", "default").starts_with("你是"));
+        assert!(prompts
+            .text("analysis", "zh-CN", "default")
+            .starts_with("你是"));
         assert!(prompts.text("analysis", "fr", "ta-pro").contains("TA Pro"));
         assert_eq!(
             prompts.text("repair_json", "en", "ta-pro"),
@@ -179,7 +194,10 @@ mod tests {
         std::fs::write(dir.path().join("refinement.ta-pro.en.txt"), "pro refine").unwrap();
         std::fs::write(dir.path().join("notes.md"), "ignored").unwrap();
         let prompts = PromptTexts::load(Some(dir.path())).unwrap();
-        assert_eq!(prompts.render("prompts", "zh", "default", &[("count", "3")]), "写 3 条");
+        assert_eq!(
+            prompts.render("prompts", "zh", "default", &[("count", "3")]),
+            "写 3 条"
+        );
         assert_eq!(prompts.text("refinement", "en", "ta-pro"), "pro refine");
         assert_eq!(
             prompts.text("refinement", "en", "default"),

@@ -501,9 +501,7 @@ impl StyleDimensions {
         .filter(|s| !s.is_empty());
         let analysis = match body.get("analysisJson") {
             Some(Value::String(s)) => Some(s.trim().to_string()),
-            Some(v @ (Value::Object(_) | Value::Array(_))) => {
-                serde_json::to_string_pretty(v).ok()
-            }
+            Some(v @ (Value::Object(_) | Value::Array(_))) => serde_json::to_string_pretty(v).ok(),
             _ => None,
         }
         .filter(|s| !s.is_empty())

@@ -11,8 +11,8 @@ use super::storage::base_url;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::actors::alipay::NotifyOutcome;
 use crate::domain::billing::{CheckoutRequest, CHECKOUT_FIELDS};
-use crate::generation::fields::ignore_unknown;
 use crate::domain::{ApiError, ErrorCode};
+use crate::generation::fields::ignore_unknown;
 
 /// The Alipay routes.
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {

@@ -2,8 +2,8 @@
 //! checks it against the route definitions in `src/http/` (both ways) and probes every
 //! documented operation on a running server.
 
-use serde_json::{json, Map, Value};
 use crate::domain::ErrorCode;
+use serde_json::{json, Map, Value};
 
 #[path = "openapi_growth.rs"]
 mod growth;

@@ -164,7 +164,8 @@ async fn generate_prompts(state: State, req: Request) -> Response {
                 .style_constraint
                 .as_ref()
                 .and_then(|s| s["prompt"].as_str());
-            let prompts = genesis_prompts(&body.analysis, &body.output_language, style, &state.prompts);
+            let prompts =
+                genesis_prompts(&body.analysis, &body.output_language, style, &state.prompts);
             for prompt in prompts {
                 // Each object on its own: the stream grows one prompt at a time.
                 let _ = tx.try_send(StreamItem::Delta(prompt.to_string()));

@@ -87,7 +87,11 @@ async fn get_oss_sts(state: State, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
         let raw: Value = req.json()?;
-        ignore_unknown("get-oss-sts", &raw, &["bucket", "prefix", "key", "expiresIn"]);
+        ignore_unknown(
+            "get-oss-sts",
+            &raw,
+            &["bucket", "prefix", "key", "expiresIn"],
+        );
         let body: StsRequest = serde_json::from_value(raw).map_err(|e| {
             ApiError::with_message(ErrorCode::BAD_REQUEST, format!("invalid request body: {e}"))
         })?;

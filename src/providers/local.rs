@@ -67,17 +67,16 @@ pub struct LocalProvider {
 /// names, else the list's first value.
 fn local_dimensions(input: &Value) -> Value {
     let context = input.to_string().to_lowercase();
-    let selections: serde_json::Map<String, Value> =
-        crate::generation::pipeline::STYLE_DIMENSIONS
-            .iter()
-            .map(|(key, values)| {
-                let pick = values
-                    .iter()
-                    .find(|v| context.contains(&v.to_lowercase()))
-                    .unwrap_or(&values[0]);
-                (key.to_string(), json!(pick))
-            })
-            .collect();
+    let selections: serde_json::Map<String, Value> = crate::generation::pipeline::STYLE_DIMENSIONS
+        .iter()
+        .map(|(key, values)| {
+            let pick = values
+                .iter()
+                .find(|v| context.contains(&v.to_lowercase()))
+                .unwrap_or(&values[0]);
+            (key.to_string(), json!(pick))
+        })
+        .collect();
     json!({"selections": selections, "confidence": 0.6})
 }
 

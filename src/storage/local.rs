@@ -132,7 +132,10 @@ impl Storage for LocalStorage {
         let base = self.root.join(bucket);
         let kept = |path: &std::path::Path| {
             path.strip_prefix(&base).ok().is_some_and(|rel| {
-                let key: Vec<_> = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect();
+                let key: Vec<_> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect();
                 keep.contains(&key.join("/"))
             })
         };
@@ -172,12 +175,19 @@ mod tests {
     fn the_temp_sweep_removes_old_objects_only() {
         let (_dir, storage) = storage();
         storage.put("temp", "a/old.png", b"x", "image/png").unwrap();
-        storage.put("temp", "a/used.png", b"x", "image/png").unwrap();
+        storage
+            .put("temp", "a/used.png", b"x", "image/png")
+            .unwrap();
         storage
             .put("uploads", "keep.png", b"x", "image/png")
             .unwrap();
         let keep = HashSet::from(["a/used.png".to_string()]);
-        assert_eq!(storage.sweep("temp", Duration::from_secs(3600), &keep).unwrap(), 0);
+        assert_eq!(
+            storage
+                .sweep("temp", Duration::from_secs(3600), &keep)
+                .unwrap(),
+            0
+        );
         assert_eq!(storage.sweep("temp", Duration::ZERO, &keep).unwrap(), 1);
         assert!(storage.get("temp", "a/old.png").is_err());
         assert!(storage.get("temp", "a/used.png").is_ok());

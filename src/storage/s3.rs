@@ -316,7 +316,9 @@ impl Storage for S3Storage {
             for (name, modified) in names {
                 let old = OffsetDateTime::parse(&modified, &Rfc3339)
                     .is_ok_and(|t| t.unix_timestamp_nanos() <= cutoff);
-                let kept = name.strip_prefix(&prefix).is_some_and(|key| keep.contains(key));
+                let kept = name
+                    .strip_prefix(&prefix)
+                    .is_some_and(|key| keep.contains(key));
                 if old && !kept && self.delete_name(&name).is_ok() {
                     removed += 1;
                 }
