@@ -359,7 +359,11 @@ async fn stripe_checkout_sends_the_exact_form() {
         .call("create-credit-checkout", &user.access_token, &body)
         .await;
     assert_envelope(res, 400, "STRIPE_PACKAGE_MISSING_PRICE").await;
-    assert_eq!(fake.requests().len(), 5, "2 checkouts and the 3 fallback ones");
+    assert_eq!(
+        fake.requests().len(),
+        5,
+        "2 checkouts and the 3 fallback ones"
+    );
 }
 
 /// Stripe refusing → 500 (the reference's status, create-credit-checkout/index.ts L78)

@@ -434,7 +434,7 @@ mod tests {
         match run_unit(
             &good,
             &unit(JobType::StyleReplicate, input.clone()),
-            SETTINGS,
+            settings(),
         ) {
             UnitOutcome::Success { result } => {
                 assert_eq!(result["prompt_source"], "analysis");

@@ -423,7 +423,7 @@ mod tests {
         for status in [400, 401, 402, 403, 422] {
             let e = status_error("x", status, None, "no");
             assert!(!e.retryable, "{status}");
-            assert_eq!(e.code, ErrorCode::UPSTREAM_ERROR);
+            assert_eq!(e.code, ErrorCode::UPSTREAM_REJECTED);
         }
         assert_eq!(
             status_error("x", 404, None, "").code,
