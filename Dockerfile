@@ -8,6 +8,7 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock schema.sql ./
 COPY src ./src
+COPY prompts ./prompts
 COPY benches ./benches
 RUN cargo build --release --locked --bin atelier
 

@@ -28,6 +28,7 @@ use crate::db::Db;
 use crate::domain::jobs::RetryPolicy;
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::generation::pipeline::PipelineSettings;
+use crate::generation::prompts::PromptTexts;
 use crate::ops::alarm::QueueHealth;
 use crate::ops::metrics::Metrics;
 use crate::providers::ark::Ark;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub providers: HashMap<String, Arc<dyn Provider>>,
     /// Prompt streams running now.
     pub prompt_streams: Arc<AtomicUsize>,
+    /// The prompt texts (built-ins with `generation.prompts_dir` over them).
+    pub prompts: Arc<PromptTexts>,
     /// Signs and checks upload URLs.
     pub upload_signer: UploadSigner,
     /// Everything `/metrics` exports.
@@ -145,7 +148,10 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
     let metrics = Arc::new(Metrics::new(db.pool_wait()));
     let health = Arc::new(QueueHealth::new());
     let providers = build_providers(&config, &storage, &metrics);
+    let prompts =
+        Arc::new(PromptTexts::load(config.generation.prompts_dir.as_deref()).map_err(StartError)?);
     let queue = Queue {
+        prompts: &prompts,
         db: &db,
         ledger: &ledger,
         providers: &providers,
@@ -173,6 +179,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         changes,
         providers,
         prompt_streams: Arc::new(AtomicUsize::new(0)),
+        prompts,
         upload_signer: UploadSigner::new(&secret),
         metrics,
         health,
@@ -192,6 +199,7 @@ fn build_providers(
         Fetcher::new(FetchPolicy {
             allow_private: config.storage.allow_private_fetch,
             max_bytes: config.limits.image_max_bytes,
+            timeout: Duration::from_secs(config.storage.fetch_timeout_secs.max(1)),
             ..FetchPolicy::default()
         }),
     );
@@ -236,6 +244,7 @@ struct Queue<'a> {
     events: &'a broadcast::Sender<String>,
     metrics: &'a Arc<Metrics>,
     health: &'a Arc<QueueHealth>,
+    prompts: &'a Arc<PromptTexts>,
 }
 
 /// Spawns one generator per provider and the job supervisor in front of them.
@@ -255,6 +264,7 @@ async fn spawn_queue(
                 timeout,
                 settings: PipelineSettings {
                     ratio_tolerance: config.generation.ratio_tolerance,
+                    prompts: queue.prompts.clone(),
                 },
             },
         )
@@ -404,9 +414,11 @@ fn spawn_alipay_reconcile(state: &Arc<AppState>) {
     });
 }
 
-/// Deletes old `temp` objects now and every `storage.sweep_interval_secs`.
+/// Deletes old `temp` objects no job references, now and every
+/// `storage.sweep_interval_secs`.
 fn spawn_temp_sweep(state: &Arc<AppState>) {
     let storage = state.storage.clone();
+    let db = state.db.clone();
     let settings = state.config.storage.clone();
     let weak = Arc::downgrade(state);
     tokio::spawn(async move {
@@ -417,9 +429,22 @@ fn spawn_temp_sweep(state: &Arc<AppState>) {
             if weak.strong_count() == 0 {
                 return;
             }
+            // Inputs a job references stay as long as the job (the reference client
+            // uploads every input to temp; a job re-run from history needs them).
+            let payloads = match db
+                .read(|conn| crate::db::jobs::payloads_mentioning(conn, "temp/"))
+                .await
+            {
+                Ok(payloads) => payloads,
+                Err(err) => {
+                    tracing::warn!(error = %err, "temp sweep skipped: job inputs unreadable");
+                    continue;
+                }
+            };
+            let keep = crate::storage::referenced_keys(&payloads, "temp");
             let storage = storage.clone();
             let max_age = Duration::from_secs(settings.temp_max_age_secs);
-            match tokio::task::spawn_blocking(move || storage.sweep("temp", max_age)).await {
+            match tokio::task::spawn_blocking(move || storage.sweep("temp", max_age, &keep)).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::info!(removed = n, "swept old temp objects"),
                 Ok(Err(err)) => tracing::warn!(error = %err, "temp sweep failed"),

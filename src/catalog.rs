@@ -286,6 +286,24 @@ pub fn public_models(config: &Config) -> Vec<Value> {
         .collect()
 }
 
+/// The reference's `credit_costs`: per enabled model, its one cost, or `{size: cost}`
+/// when it has several sizes.
+pub fn credit_costs(config: &Config) -> Value {
+    let costs: serde_json::Map<String, Value> = config
+        .models
+        .iter()
+        .filter(|m| m.enabled)
+        .map(|m| {
+            let cost = match m.costs.values().collect::<Vec<_>>().as_slice() {
+                [one] => json!(one),
+                _ => json!(m.costs),
+            };
+            (m.id.clone(), cost)
+        })
+        .collect();
+    Value::Object(costs)
+}
+
 /// The catalog entry used for text work (analysis, prompts): the configured one, else
 /// the first of `or-gemini-3.1-flash` and `local`; only an enabled model whose provider
 /// is configured.

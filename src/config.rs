@@ -32,6 +32,7 @@ pub struct Config {
     pub providers: ProvidersConfig,
     pub mail: crate::mail::MailConfig,
     pub log: LogConfig,
+    pub public: PublicConfig,
     /// The model catalog; a `[[models]]` list in the file replaces the defaults whole.
     pub models: Vec<ModelEntry>,
 }
@@ -51,6 +52,7 @@ impl Default for Config {
             providers: ProvidersConfig::default(),
             mail: crate::mail::MailConfig::default(),
             log: LogConfig::default(),
+            public: PublicConfig::default(),
             models: crate::catalog::default_models(),
         }
     }
@@ -71,6 +73,9 @@ pub struct StorageConfig {
     /// Let remote image fetches reach loopback and private addresses (local development
     /// only: this turns the SSRF guard's address rule off).
     pub allow_private_fetch: bool,
+    /// Longest fetch of a remote input image, in seconds (then the unit fails with
+    /// IMAGE_INPUT_SOURCE_TIMEOUT).
+    pub fetch_timeout_secs: u64,
     /// The S3-compatible bucket used when `backend = "s3"`.
     pub s3: S3Config,
 }
@@ -83,6 +88,7 @@ impl Default for StorageConfig {
             temp_max_age_secs: 24 * 3600,
             sweep_interval_secs: 3600,
             allow_private_fetch: false,
+            fetch_timeout_secs: 10,
             s3: S3Config::default(),
         }
     }
@@ -157,6 +163,9 @@ pub struct GenerationConfig {
     pub prompt_model: Option<String>,
     /// How far an output image's ratio may be from the requested one (0.03 = 3 %).
     pub ratio_tolerance: f64,
+    /// A directory whose `<name>[.<profile>].<lang>.txt` files replace the built-in
+    /// prompt texts of `prompts/` (read at start; unset: the built-ins only).
+    pub prompts_dir: Option<PathBuf>,
 }
 
 impl Default for GenerationConfig {
@@ -165,6 +174,7 @@ impl Default for GenerationConfig {
             analysis_model: None,
             prompt_model: None,
             ratio_tolerance: 0.03,
+            prompts_dir: None,
         }
     }
 }
@@ -607,6 +617,55 @@ impl BillingConfig {
     pub fn is_stripe(&self) -> bool {
         self.mode == "stripe"
     }
+}
+
+/// `[public]`: what `get-public-config` serves beside the catalog (the reference's
+/// public `system_config` keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicConfig {
+    /// `batch_concurrency`: how many images the reference client generates at once.
+    pub batch_concurrency: u32,
+    /// `ta_pro_prompt_profile_enabled`: whether the client may ask for `promptProfile: ta-pro`.
+    pub ta_pro_prompt_profile_enabled: bool,
+    /// `release_notes.en` / `.zh`: text shown by the client.
+    pub release_notes: ReleaseNotes,
+    /// `platform_rules.version`.
+    pub platform_rules_version: String,
+    /// `platform_rules.rules`: the fewest images per e-commerce platform (`taobao = 5`).
+    pub platform_min_images: BTreeMap<String, u32>,
+}
+
+impl Default for PublicConfig {
+    fn default() -> Self {
+        PublicConfig {
+            batch_concurrency: 8,
+            ta_pro_prompt_profile_enabled: false,
+            release_notes: ReleaseNotes::default(),
+            platform_rules_version: String::new(),
+            platform_min_images: BTreeMap::new(),
+        }
+    }
+}
+
+impl PublicConfig {
+    /// The prompt profile in use for a requested one: `ta-pro` only while it is enabled
+    /// (the reference's `resolvePromptProfile`, `_shared/prompt-profile.ts` L17–31).
+    pub fn prompt_profile(&self, requested: &str) -> &'static str {
+        if requested == "ta-pro" && self.ta_pro_prompt_profile_enabled {
+            "ta-pro"
+        } else {
+            "default"
+        }
+    }
+}
+
+/// `[public.release_notes]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReleaseNotes {
+    pub en: String,
+    pub zh: String,
 }
 
 /// `[log]`: what the process writes to stderr.

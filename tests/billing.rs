@@ -198,30 +198,6 @@ async fn checkout_requests_are_validated() {
             "NOT_FOUND",
         ),
         ("create-onetime-checkout", json!({}), 400, "BAD_REQUEST"),
-        (
-            "create-onetime-checkout",
-            json!({"packageId": STARTER_PACK, "returnTo": "https://evil.example"}),
-            400,
-            "BAD_REQUEST",
-        ),
-        (
-            "create-onetime-checkout",
-            json!({"packageId": STARTER_PACK, "returnTo": "//evil.example"}),
-            400,
-            "BAD_REQUEST",
-        ),
-        (
-            "create-onetime-checkout",
-            json!({"packageId": STARTER_PACK, "currency": "eur"}),
-            400,
-            "BAD_REQUEST",
-        ),
-        (
-            "create-onetime-checkout",
-            json!({"packageId": STARTER_PACK, "coupon": "x"}),
-            400,
-            "BAD_REQUEST",
-        ),
     ];
     for (function, body, status, code) in cases {
         let res = app.call(function, token, &body).await;
@@ -340,6 +316,27 @@ async fn stripe_checkout_sends_the_exact_form() {
         fake.requests()[0].header("idempotency-key")
     );
 
+    // Forgiving as the reference (create-onetime-checkout/index.ts L37–38, L62–63): an
+    // off-site or malformed returnTo falls back to /pricing, an unknown currency to usd,
+    // unknown fields are ignored (logged at debug).
+    for body in [
+        json!({"packageId": STARTER_PACK, "returnTo": "https://evil.example", "currency": "eur"}),
+        json!({"packageId": STARTER_PACK, "returnTo": "//evil.example", "coupon": "x"}),
+        json!({"packageId": STARTER_PACK, "returnTo": 7, "currency": 3}),
+    ] {
+        let res = app
+            .call("create-onetime-checkout", &user.access_token, &body)
+            .await;
+        json_with_status(res, 200).await;
+        let sent = fake.requests().last().unwrap().clone();
+        assert_eq!(
+            sent.field("success_url"),
+            Some("https://app.example/pricing?success=true&type=onetime"),
+            "{body}"
+        );
+        assert_eq!(sent.field("metadata[currency]"), Some("usd"), "{body}");
+    }
+
     // The simulated pages do not exist in stripe mode.
     let res = app
         .client
@@ -362,13 +359,18 @@ async fn stripe_checkout_sends_the_exact_form() {
         .call("create-credit-checkout", &user.access_token, &body)
         .await;
     assert_envelope(res, 400, "STRIPE_PACKAGE_MISSING_PRICE").await;
-    assert_eq!(fake.requests().len(), 2);
+    assert_eq!(
+        fake.requests().len(),
+        5,
+        "2 checkouts and the 3 fallback ones"
+    );
 }
 
-/// Stripe refusing → 502 without retry; a 503 is retried with the same Idempotency-Key;
-/// an unreachable Stripe → 502.
+/// Stripe refusing → 500 (the reference's status, create-credit-checkout/index.ts L78)
+/// without retry; a 503 is retried with the same Idempotency-Key; an unreachable
+/// Stripe → 500.
 #[tokio::test]
-async fn stripe_failures_answer_502_and_retries_keep_the_key() {
+async fn stripe_failures_answer_500_and_retries_keep_the_key() {
     let (app, fake) = stripe_app().await;
     let user = app.new_user().await;
     let token = &user.access_token;
@@ -379,7 +381,7 @@ async fn stripe_failures_answer_502_and_retries_keep_the_key() {
             &json!({"packageId": PRO_PACK}),
         )
         .await;
-    assert_envelope(res, 502, "STRIPE_CHECKOUT_CREATE_FAILED").await;
+    assert_envelope(res, 500, "STRIPE_CHECKOUT_CREATE_FAILED").await;
     assert_eq!(fake.requests().len(), 1, "a 400 is not retried");
 
     fake.script(vec![FakeStripe::error(
@@ -418,7 +420,7 @@ async fn stripe_failures_answer_502_and_retries_keep_the_key() {
             &json!({"packageId": STARTER_SUB}),
         )
         .await;
-    assert_envelope(res, 502, "STRIPE_CHECKOUT_CREATE_FAILED").await;
+    assert_envelope(res, 500, "STRIPE_CHECKOUT_CREATE_FAILED").await;
 
     // 429 is retried; Stripe-Should-Retry: false wins over a 503.
     let before = fake.requests().len();
@@ -447,7 +449,7 @@ async fn stripe_failures_answer_502_and_retries_keep_the_key() {
             &json!({"packageId": STARTER_PACK}),
         )
         .await;
-    assert_envelope(res, 502, "STRIPE_CHECKOUT_CREATE_FAILED").await;
+    assert_envelope(res, 500, "STRIPE_CHECKOUT_CREATE_FAILED").await;
     assert_eq!(fake.requests().len(), before + 3);
 
     let down = spawn_app_with(|c| {
@@ -468,7 +470,7 @@ async fn stripe_failures_answer_502_and_retries_keep_the_key() {
             &json!({"packageId": STARTER_PACK}),
         )
         .await;
-    assert_envelope(res, 502, "STRIPE_CHECKOUT_CREATE_FAILED").await;
+    assert_envelope(res, 500, "STRIPE_CHECKOUT_CREATE_FAILED").await;
 }
 
 /// A call that outlives the client timeout is retried with the same key: Stripe answers
@@ -543,9 +545,26 @@ async fn stripe_portal_and_checkout_reuse_the_customer() {
         got,
         vec![
             ("customer", "cus_cs_1"),
-            ("return_url", "https://app.example/pricing")
+            ("return_url", "https://app.example/profile")
         ]
     );
+    // returnTo is honoured; an off-site one falls back to /profile
+    // (create-portal-session/index.ts L30–34).
+    for (body, expected) in [
+        (
+            json!({"returnTo": "/studio?tab=1"}),
+            "https://app.example/studio?tab=1",
+        ),
+        (
+            json!({"returnTo": "//evil.example", "extra": 1}),
+            "https://app.example/profile",
+        ),
+        (json!({"returnTo": 5}), "https://app.example/profile"),
+    ] {
+        json_with_status(app.call("create-portal-session", token, &body).await, 200).await;
+        let sent = fake.requests().last().unwrap().clone();
+        assert_eq!(sent.field("return_url"), Some(expected), "{body}");
+    }
 
     json_with_status(
         app.call(
@@ -569,7 +588,7 @@ async fn stripe_portal_and_checkout_reuse_the_customer() {
         "No configuration provided",
     )]);
     let res = app.call("create-portal-session", token, &json!({})).await;
-    assert_envelope(res, 502, "PORTAL_CREATE_FAILED").await;
+    assert_envelope(res, 500, "PORTAL_CREATE_FAILED").await;
 }
 
 /// The `[billing]` keys come from the environment too (`ATELIER_BILLING_*`).

@@ -519,8 +519,9 @@ async fn style_dimensions_answer_selections_with_confidence() {
         assert!(selections.values().all(Value::is_string), "{answer}");
         let confidence = answer["confidence"].as_f64().expect("confidence");
         assert!((0.0..=1.0).contains(&confidence), "{answer}");
-        let source = answer["source"].as_str().expect("source");
-        assert!(["model", "fallback"].contains(&source), "{answer}");
+        // The reference's five dimensions and source (analyze-style-dimensions L5–15, L128).
+        assert_eq!(selections.len(), 5, "{answer}");
+        assert_eq!(answer["source"], "ai", "{answer}");
         assert!(answer.get("model").is_some(), "{answer}");
     }
     assert_credits(&app, &user, 30).await;

@@ -143,7 +143,9 @@ fn stateless_cases(app: &TestApp) -> Vec<Case> {
         // The other functions' required fields.
         case("analyze-product-v2", json!({"requirements": "a mug"}), 400, "BAD_REQUEST"),
         case("generate-prompts-v2", json!({"imageCount": 2}), 400, "BAD_REQUEST"),
-        case("analyze-style-dimensions", json!({"module": "default"}), 400, "BAD_REQUEST"),
+        // No context is a 200 with empty selections (reference_edges.rs); only a body
+        // that is no object is refused, as the reference's `if (!body)` (L72).
+        case("analyze-style-dimensions", json!(null), 400, "BAD_REQUEST"),
     ];
     // 4 products × 9 images = 36 units at 1 credit against 30 credits.
     let mut broke = case(

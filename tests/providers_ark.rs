@@ -116,8 +116,14 @@ async fn sensitive_content_is_a_permanent_refusal() {
         let app = app_with(&fake).await;
         let user = app.new_user().await;
         let job = run(&app, &user, &image_body("1:1", "2K")).await;
-        assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1))
-            .await;
+        assert_failed_and_released(
+            &app,
+            &user,
+            &job,
+            "PROMPT_BLOCKED_BY_PROVIDER_POLICY",
+            (fake.calls().len(), 1),
+        )
+        .await;
         let error = &first_unit_error(&job);
         assert!(
             error["message"].as_str().unwrap().contains("safety filter"),
@@ -174,7 +180,14 @@ async fn unknown_models_and_bad_parameters_fail_permanently() {
     let app = app_with(&fake).await;
     let user = app.new_user().await;
     let job = run(&app, &user, &image_body("1:1", "2K")).await;
-    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1)).await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "UPSTREAM_REJECTED",
+        (fake.calls().len(), 1),
+    )
+    .await;
     assert!(job.to_string().contains("InvalidParameter"), "{job}");
     app.stop().await;
 }

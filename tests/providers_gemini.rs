@@ -165,8 +165,14 @@ async fn safety_outcomes_and_bad_requests_fail_at_once() {
         let job = app
             .run_job(&user.access_token, "generate-image", &image_body("1:1"))
             .await;
-        assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1))
-            .await;
+        // A safety block is the reference's PROMPT_BLOCKED_BY_PROVIDER_POLICY, a 400 its
+        // UPSTREAM_REJECTED (process-generation-job/index.ts L4125, L7317).
+        let code = if reason.is_some() {
+            "PROMPT_BLOCKED_BY_PROVIDER_POLICY"
+        } else {
+            "UPSTREAM_REJECTED"
+        };
+        assert_failed_and_released(&app, &user, &job, code, (fake.calls().len(), 1)).await;
         let error = &first_unit_error(&job);
         let message = error["message"].as_str().unwrap();
         match reason {
@@ -210,7 +216,14 @@ async fn a_wrong_key_and_an_unknown_model_fail_permanently() {
     let job = app
         .run_job(&user.access_token, "generate-image", &image_body("1:1"))
         .await;
-    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1)).await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "UPSTREAM_REJECTED",
+        (fake.calls().len(), 1),
+    )
+    .await;
     assert!(
         job.to_string().contains("providers.gemini.api_key"),
         "{job}"

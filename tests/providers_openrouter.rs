@@ -155,7 +155,15 @@ async fn a_bad_request_fails_after_one_attempt_and_releases_the_credits() {
     let app = app_with(&fake, 3).await;
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("1:1", &common::small_png())).await;
-    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1)).await;
+    // The reference's UPSTREAM_REJECTED (process-generation-job/index.ts L4106–4125).
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "UPSTREAM_REJECTED",
+        (fake.calls().len(), 1),
+    )
+    .await;
     let message = first_unit_error(&job)["message"].as_str().unwrap();
     assert!(message.contains("HTTP 400"), "{message}");
     app.stop().await;
@@ -222,7 +230,14 @@ async fn a_moderation_block_is_permanent_with_a_clear_message() {
     let app = app_with(&fake, 3).await;
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("1:1", &common::small_png())).await;
-    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1)).await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "PROMPT_BLOCKED_BY_PROVIDER_POLICY",
+        (fake.calls().len(), 1),
+    )
+    .await;
     let error = &first_unit_error(&job);
     assert!(
         error["message"].as_str().unwrap().contains("safety filter"),
@@ -275,7 +290,14 @@ async fn unknown_models_and_wrong_keys_fail_permanently() {
     .await;
     let user = app.new_user().await;
     let job = run_image(&app, &user, &image_body("1:1", &common::small_png())).await;
-    assert_failed_and_released(&app, &user, &job, "UPSTREAM_ERROR", (fake.calls().len(), 1)).await;
+    assert_failed_and_released(
+        &app,
+        &user,
+        &job,
+        "UPSTREAM_REJECTED",
+        (fake.calls().len(), 1),
+    )
+    .await;
     assert_eq!(fake.calls()[0].bearer(), Some(wrong_key));
     assert!(!job.to_string().contains(wrong_key), "{job}");
     app.stop().await;

@@ -215,17 +215,24 @@ fn s3_storage_round_trips() {
         Err(StorageError::InvalidKey(_))
     ));
 
-    // The sweep removes old temp objects only.
-    for i in 0..3 {
+    // The sweep removes old temp objects only, and keeps those a job references.
+    for i in 0..4 {
         let name = format!("u/{i}.png");
         storage.put("temp", &name, b"x", "image/png").unwrap();
     }
     storage
         .put("uploads", "keep.png", b"x", "image/png")
         .unwrap();
-    assert_eq!(storage.sweep("temp", Duration::from_secs(3600)).unwrap(), 0);
-    assert_eq!(storage.sweep("temp", Duration::ZERO).unwrap(), 3);
+    let keep = std::collections::HashSet::from(["u/3.png".to_string()]);
+    assert_eq!(
+        storage
+            .sweep("temp", Duration::from_secs(3600), &keep)
+            .unwrap(),
+        0
+    );
+    assert_eq!(storage.sweep("temp", Duration::ZERO, &keep).unwrap(), 3);
     assert!(storage.get("temp", "u/0.png").is_err());
+    assert_eq!(storage.get("temp", "u/3.png").unwrap(), b"x");
     assert_eq!(storage.get("uploads", "keep.png").unwrap(), b"x");
 }
 

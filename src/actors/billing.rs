@@ -41,6 +41,8 @@ pub enum BillingMsg {
     /// Open a customer portal session.
     Portal {
         user: User,
+        /// The app path the portal returns to (already checked).
+        return_to: String,
         base_url: String,
         reply: RpcReplyPort<Result<Value, ApiError>>,
     },
@@ -101,11 +103,12 @@ impl Actor for BillingActor {
             }
             BillingMsg::Portal {
                 user,
+                return_to,
                 base_url,
                 reply,
             } => {
                 tokio::spawn(async move {
-                    let _ = reply.send(billing.portal(user, base_url).await);
+                    let _ = reply.send(billing.portal(user, &return_to, base_url).await);
                 });
             }
             BillingMsg::Webhook {
@@ -287,7 +290,12 @@ impl Billing {
         Ok(reply)
     }
 
-    async fn portal(&self, user: User, base_url: String) -> Result<Value, ApiError> {
+    async fn portal(
+        &self,
+        user: User,
+        return_to: &str,
+        base_url: String,
+    ) -> Result<Value, ApiError> {
         let customer = self
             .customer_of(&user.id)
             .await?
@@ -296,7 +304,7 @@ impl Billing {
             let base = base_url.trim_end_matches('/');
             return Ok(json!({"url": format!("{base}/dev/portal/{customer}")}));
         }
-        let return_url = format!("{}/pricing", self.config.app_url.trim_end_matches('/'));
+        let return_url = format!("{}{return_to}", self.config.app_url.trim_end_matches('/'));
         let answer = self
             .post(
                 "/v1/billing_portal/sessions",
@@ -397,10 +405,16 @@ impl BillingHandle {
         .await
     }
 
-    /// `create-portal-session`: `{url}`.
-    pub async fn portal(&self, user: User, base_url: String) -> Result<Value, ApiError> {
+    /// `create-portal-session`: `{url}`, returning to `return_to` (an app path).
+    pub async fn portal(
+        &self,
+        user: User,
+        return_to: String,
+        base_url: String,
+    ) -> Result<Value, ApiError> {
         self.call(|reply| BillingMsg::Portal {
             user,
+            return_to,
             base_url,
             reply,
         })

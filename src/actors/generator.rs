@@ -70,7 +70,7 @@ impl Actor for GeneratorActor {
         let GeneratorMsg::Run { unit, report_to } = message;
         let provider = state.provider.clone();
         let permits = state.permits.clone();
-        let (timeout, settings) = (state.timeout, state.settings);
+        let (timeout, settings) = (state.timeout, state.settings.clone());
         tokio::spawn(async move {
             let outcome =
                 run_with_timeout(provider, unit.clone(), timeout, settings, permits).await;

@@ -283,7 +283,8 @@ async fn fail_unroutable(args: &SupervisorArgs) {
     }
 }
 
-/// Settles every running unit whose lease ended before `now` as a retryable timeout.
+/// Settles every running unit whose lease ended before `now` as retryable
+/// `TASK_STALE_NO_HEARTBEAT`.
 async fn recover_expired(args: &SupervisorArgs, now: i64, why: &str) {
     let db = args.db.clone();
     let expired = match db.read(move |conn| jobs::expired_leases(conn, now)).await {
@@ -295,9 +296,11 @@ async fn recover_expired(args: &SupervisorArgs, now: i64, why: &str) {
     };
     for task in expired {
         tracing::warn!(task_id = %task.id, attempt = task.attempts, reason = why, "recovering a unit");
+        // The reference's code for a task whose worker stopped heartbeating
+        // (20260311100000_preserve_stale_task_reason.sql L30); retried while attempts last.
         let outcome = UnitOutcome::Retryable {
-            code: ErrorCode::UPSTREAM_TIMEOUT,
-            message: why.to_string(),
+            code: ErrorCode::TASK_STALE_NO_HEARTBEAT,
+            message: format!("TASK_STALE_NO_HEARTBEAT: the unit's lease expired ({why})"),
             retry_after_ms: None,
         };
         match args

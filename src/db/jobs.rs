@@ -526,6 +526,15 @@ pub fn end_attempt(
     Ok(n == 1)
 }
 
+/// The payloads of every job whose payload mentions `needle` (e.g. `temp/`): where the
+/// temp sweep looks for inputs to keep.
+pub fn payloads_mentioning(conn: &Connection, needle: &str) -> DbResult<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT payload FROM generation_jobs WHERE instr(payload, ?1) > 0")?;
+    let rows = stmt.query_map(params![needle], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Running tasks whose lease ended before `now` (all running ones with `now = i64::MAX`).
 pub fn expired_leases(conn: &Connection, now: i64) -> DbResult<Vec<Task>> {
     let mut stmt = conn.prepare_cached(&format!(

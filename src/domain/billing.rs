@@ -21,6 +21,14 @@ impl PurchaseType {
         }
     }
 
+    /// The reference function that starts this purchase.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            PurchaseType::Subscription => "create-credit-checkout",
+            PurchaseType::OneTime => "create-onetime-checkout",
+        }
+    }
+
     /// Stripe Checkout's `mode`.
     pub fn stripe_mode(self) -> &'static str {
         match self {
@@ -41,8 +49,10 @@ pub struct CheckoutRequest {
     pub currency: String,
 }
 
+/// The fields a checkout body may carry; others are ignored (as the reference does).
+pub const CHECKOUT_FIELDS: &[&str] = &["packageId", "returnTo", "currency"];
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawCheckout {
     #[serde(rename = "packageId")]
     package_id: Option<Value>,
@@ -52,7 +62,9 @@ struct RawCheckout {
 }
 
 impl CheckoutRequest {
-    /// Parses and checks a checkout body (unknown fields are refused).
+    /// Parses a checkout body. `packageId` must be a UUID; an invalid `returnTo` or
+    /// `currency` falls back to `/pricing` and `usd` as the reference does
+    /// (create-credit-checkout/index.ts L27–28, L52–53); unknown fields are ignored.
     pub fn parse(raw: &Value) -> Result<CheckoutRequest, ApiError> {
         let body: RawCheckout = serde_json::from_value(raw.clone()).map_err(|e| {
             ApiError::with_message(ErrorCode::BAD_REQUEST, format!("invalid request body: {e}"))
@@ -64,26 +76,15 @@ impl CheckoutRequest {
             .filter(|id| uuid::Uuid::parse_str(id).is_ok())
             .ok_or_else(|| ApiError::bad_field("packageId", "packageId must be a UUID"))?
             .to_ascii_lowercase();
-        let return_to = match &body.return_to {
-            None | Some(Value::Null) => "/pricing".to_string(),
-            Some(Value::String(path)) if is_local_path(path) => path.clone(),
-            Some(_) => {
-                return Err(ApiError::bad_field(
-                    "returnTo",
-                    "returnTo must be a path starting with /",
-                ))
-            }
-        };
+        let return_to = return_to_or(body.return_to.as_ref(), "/pricing");
         let currency = match &body.currency {
-            None | Some(Value::Null) => "usd".to_string(),
             Some(Value::String(c)) if CURRENCIES.contains(&c.to_ascii_lowercase().as_str()) => {
                 c.to_ascii_lowercase()
             }
-            Some(_) => {
-                return Err(ApiError::bad_field(
-                    "currency",
-                    "currency must be usd, cny or hkd",
-                ))
+            None | Some(Value::Null) => "usd".to_string(),
+            Some(other) => {
+                tracing::debug!(currency = %other, "unknown currency; falling back to usd");
+                "usd".to_string()
             }
         };
         Ok(CheckoutRequest {
@@ -91,6 +92,20 @@ impl CheckoutRequest {
             return_to,
             currency,
         })
+    }
+}
+
+/// `returnTo` when it is a path on the app itself, else `default` (the reference's
+/// fallback; a `//host` or `/\\host` path is refused too, where the reference would
+/// redirect off-site).
+pub fn return_to_or(value: Option<&Value>, default: &str) -> String {
+    match value {
+        Some(Value::String(path)) if is_local_path(path) => path.clone(),
+        None | Some(Value::Null) => default.to_string(),
+        Some(other) => {
+            tracing::debug!(return_to = %other, "invalid returnTo; falling back to {default}");
+            default.to_string()
+        }
     }
 }
 
@@ -137,23 +152,22 @@ mod tests {
             (json!({}), "packageId"),
             (json!({"packageId": "nope"}), "packageId"),
             (json!({"packageId": 5}), "packageId"),
-            (
-                json!({"packageId": PKG, "returnTo": "https://evil.example"}),
-                "returnTo",
-            ),
-            (
-                json!({"packageId": PKG, "returnTo": "//evil.example"}),
-                "returnTo",
-            ),
-            (json!({"packageId": PKG, "returnTo": 3}), "returnTo"),
-            (json!({"packageId": PKG, "currency": "eur"}), "currency"),
         ] {
             let err = CheckoutRequest::parse(&body).unwrap_err();
             assert_eq!(err.code, ErrorCode::BAD_REQUEST);
             assert_eq!(err.details.unwrap()["field"], field, "{body}");
         }
-        let err = CheckoutRequest::parse(&json!({"packageId": PKG, "extra": 1})).unwrap_err();
-        assert_eq!(err.code, ErrorCode::BAD_REQUEST);
+        for body in [
+            json!({"packageId": PKG, "returnTo": "https://evil.example", "currency": "eur"}),
+            json!({"packageId": PKG, "returnTo": "//evil.example", "currency": 3}),
+            json!({"packageId": PKG, "returnTo": 3, "extra": 1}),
+        ] {
+            let req = CheckoutRequest::parse(&body).unwrap();
+            assert_eq!(
+                (req.return_to.as_str(), req.currency.as_str()),
+                ("/pricing", "usd")
+            );
+        }
     }
 
     #[test]

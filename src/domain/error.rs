@@ -56,9 +56,9 @@ error_codes! {
     // Stripe
     STRIPE_SIGNATURE_INVALID => (400, "Stripe signature is missing or invalid"),
     STRIPE_PACKAGE_MISSING_PRICE => (400, "The package has no Stripe price for this currency"),
-    STRIPE_CHECKOUT_CREATE_FAILED => (502, "Stripe could not create the checkout session"),
+    STRIPE_CHECKOUT_CREATE_FAILED => (500, "Stripe could not create the checkout session"),
     NO_SUBSCRIPTION => (404, "No subscription found"),
-    PORTAL_CREATE_FAILED => (502, "Stripe could not create the portal session"),
+    PORTAL_CREATE_FAILED => (500, "Stripe could not create the portal session"),
     // Alipay
     ALIPAY_PACKAGE_MISSING_PRICE => (400, "The package has no Alipay (CNY) price"),
     ALIPAY_REFUND_FAILED => (502, "Alipay refused or could not be reached for the refund"),
@@ -87,6 +87,13 @@ error_codes! {
     IMAGE_SIZE_UNSATISFIED => (400, "The image size is not supported by this model"),
     MISSING_DOUBAO_IMAGE_API_KEY => (503, "The Doubao (Ark) API key is not configured"),
     UPSTREAM_TIMEOUT => (504, "The upstream service timed out"),
+    // Job error codes of the reference that its client maps (lib/job-errors.ts,
+    // process-generation-job/index.ts L4125, L4737–4752, L7317).
+    UPSTREAM_REJECTED => (502, "The upstream refused the request before generating"),
+    PROMPT_BLOCKED_BY_PROVIDER_POLICY => (400, "The provider's content policy blocked the request"),
+    IMAGE_INPUT_INVALID_CONTENT_TYPE => (400, "An input is not a PNG, JPEG or WebP image"),
+    IMAGE_INPUT_SOURCE_TIMEOUT => (400, "Fetching an input image timed out"),
+    TASK_STALE_NO_HEARTBEAT => (500, "The worker stopped heartbeating while the unit ran"),
     BATCH_PARTIAL_FAILED => (200, "Some units failed"),
     RATE_LIMIT_EXCEEDED => (429, "Too many requests; try again later"),
     // The reference client retries when the message contains too_many_active_jobs
@@ -227,7 +234,7 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(*code));
         }
-        assert_eq!(ErrorCode::ALL.len(), 52);
+        assert_eq!(ErrorCode::ALL.len(), 57);
     }
 
     #[test]
@@ -235,7 +242,7 @@ mod tests {
         assert_eq!(ErrorCode::INSUFFICIENT_CREDITS.http_status(), 402);
         assert_eq!(ErrorCode::MODEL_RESTRICTED.http_status(), 403);
         assert_eq!(ErrorCode::MISSING_DOUBAO_IMAGE_API_KEY.http_status(), 503);
-        assert_eq!(ErrorCode::PORTAL_CREATE_FAILED.http_status(), 502);
+        assert_eq!(ErrorCode::PORTAL_CREATE_FAILED.http_status(), 500);
         assert_eq!(ErrorCode::NO_SUBSCRIPTION.http_status(), 404);
         assert_eq!(ErrorCode::ALIPAY_PACKAGE_MISSING_PRICE.http_status(), 400);
         assert_eq!(ErrorCode::ALIPAY_REFUND_FAILED.http_status(), 502);

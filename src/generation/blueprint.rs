@@ -7,6 +7,8 @@
 
 use serde_json::{json, Map, Value};
 
+use super::prompts::PromptTexts;
+
 /// The warning a fallback blueprint carries (reference L6231).
 pub const PARSE_WARNING: &str = "ANALYSIS_JSON_PARSE_FAILED_FALLBACK_USED";
 
@@ -124,29 +126,25 @@ impl BlueprintAsk {
     }
 }
 
-/// The instructions for the vision model: the blueprint keys, per studio and mode.
-pub fn instructions(ask: &BlueprintAsk) -> String {
+/// The instructions for the vision model: the blueprint keys, per studio and mode, in
+/// the ask's language and prompt profile (`prompts/analysis*.txt`).
+pub fn instructions(ask: &BlueprintAsk, prompts: &PromptTexts) -> String {
     let types = ask.plan_types();
     let profile = ask
         .profile_key()
         .map(|k| format!(", {k} (object)"))
         .unwrap_or_default();
-    let lead = if ask.zh() {
-        "你是电商产品视觉策划。只回答一个 JSON 对象，不要 Markdown。"
-    } else {
-        "You plan e-commerce product visuals. Answer with one JSON object only, no Markdown."
-    };
-    format!(
-        "{lead} Keys: images (array of exactly {} objects {{title, description, design_content, \
-         type, scene_recipe}} with types in this order: {}), design_specs (Markdown string), \
-         copy_analysis {{shared_copy}}, product_summary, product_visual_identity {{primary_color, \
-         material, key_features[]}}, style_directions (array), commercial_intent (object){profile}; \
-         also product_name, category, selling_points[], materials[], colors[], style. Studio: {}. \
-         Visible copy language: {}.",
-        types.len(),
-        types.join(", "),
-        ask.studio_type,
-        ask.output_language,
+    prompts.render(
+        "analysis",
+        &ask.ui_language,
+        &ask.prompt_profile,
+        &[
+            ("count", &types.len().to_string()),
+            ("types", &types.join(", ")),
+            ("profile", &profile),
+            ("studio", &ask.studio_type),
+            ("language", &ask.output_language),
+        ],
     )
 }
 

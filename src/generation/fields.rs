@@ -1,18 +1,43 @@
 //! Typed reads of JSON body fields: a wrong type names the field (400 `BAD_REQUEST`
 //! with `details.field`), or answers the field's own error code where it has one.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
 use serde_json::{Map, Value};
 
 use crate::domain::{ApiError, ErrorCode};
 
-/// A JSON object body.
-pub struct Body<'a>(pub &'a Map<String, Value>);
+/// A JSON object body, remembering which fields were read so that the rest can be
+/// reported as unknown (ignored, as the reference ignores them).
+pub struct Body<'a>(pub &'a Map<String, Value>, RefCell<BTreeSet<String>>);
 
 /// The body as an object, or `BAD_REQUEST`.
 pub fn object(body: &Value) -> Result<Body<'_>, ApiError> {
-    body.as_object().map(Body).ok_or_else(|| {
-        ApiError::with_message(ErrorCode::BAD_REQUEST, "the body must be a JSON object")
-    })
+    body.as_object()
+        .map(|map| Body(map, RefCell::default()))
+        .ok_or_else(|| {
+            ApiError::with_message(ErrorCode::BAD_REQUEST, "the body must be a JSON object")
+        })
+}
+
+/// Logs at debug the fields of `body` not in `known`: the reference ignores unknown
+/// fields, so Atelier does too (never a 400), but says so for whoever debugs a client.
+pub fn ignore_unknown(endpoint: &str, body: &Value, known: &[&str]) {
+    if let Some(map) = body.as_object() {
+        log_unknown(endpoint, map, |k| known.contains(&k));
+    }
+}
+
+fn log_unknown(endpoint: &str, map: &Map<String, Value>, known: impl Fn(&str) -> bool) {
+    let unknown: Vec<&str> = map
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known(k))
+        .collect();
+    if !unknown.is_empty() {
+        tracing::debug!(endpoint, fields = ?unknown, "unknown body fields ignored");
+    }
 }
 
 fn wrong(field: &str, what: &str) -> ApiError {
@@ -22,7 +47,14 @@ fn wrong(field: &str, what: &str) -> ApiError {
 impl Body<'_> {
     /// The field, treating `null` as absent.
     pub fn get(&self, field: &str) -> Option<&Value> {
+        self.1.borrow_mut().insert(field.to_string());
         self.0.get(field).filter(|v| !v.is_null())
+    }
+
+    /// Logs the fields no parse step read (see [`ignore_unknown`]); call once parsed.
+    pub fn finish(&self, endpoint: &str) {
+        let seen = self.1.borrow();
+        log_unknown(endpoint, self.0, |k| seen.contains(k));
     }
 
     pub fn string(&self, field: &str) -> Result<Option<String>, ApiError> {

@@ -5,5 +5,6 @@ pub mod blueprint;
 pub mod fields;
 pub mod pipeline;
 pub mod prompt_objects;
+pub mod prompts;
 pub mod requests;
 pub mod rules;

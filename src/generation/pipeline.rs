@@ -4,7 +4,10 @@
 
 use serde_json::{json, Map, Value};
 
+use std::sync::Arc;
+
 use super::blueprint::{self, BlueprintAsk};
+use super::prompts::PromptTexts;
 use crate::domain::jobs::{ratio_error, JobType, UnitOutcome};
 use crate::domain::ErrorCode;
 use crate::providers::{complete_text, Provider, TextPurpose, TextRequest, UnitRequest};
@@ -14,10 +17,12 @@ pub const GENERIC_REFINEMENT_PROMPT: &str = "Professional e-commerce product pho
 product exactly as it is, clean the background, even soft studio light, crisp edges.";
 
 /// Settings of the pipeline from the configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PipelineSettings {
     /// Allowed relative difference between an output's ratio and the requested one.
     pub ratio_tolerance: f64,
+    /// The prompt texts.
+    pub prompts: Arc<PromptTexts>,
 }
 
 /// Runs one unit on `provider`.
@@ -27,15 +32,19 @@ pub fn run_unit(
     settings: PipelineSettings,
 ) -> UnitOutcome {
     match unit.job_type {
-        JobType::Analysis => analyze_product(provider, unit),
+        JobType::Analysis => analyze_product(provider, unit, &settings.prompts),
         JobType::ImageGen | JobType::StyleReplicate => {
             let mut unit = unit.clone();
             let prompt_source = if unit.input["mode"] == "refinement" {
-                Some(write_refinement_prompt(provider, &mut unit))
+                Some(write_refinement_prompt(
+                    provider,
+                    &mut unit,
+                    &settings.prompts,
+                ))
             } else {
                 None
             };
-            let outcome = check_ratio(provider.run_unit(&unit), &unit.input, settings);
+            let outcome = check_ratio(provider.run_unit(&unit), &unit.input, &settings);
             match (outcome, prompt_source) {
                 (UnitOutcome::Success { mut result }, Some(source)) => {
                     result["prompt_source"] = json!(source);
@@ -49,20 +58,26 @@ pub fn run_unit(
 
 /// Asks the model for a product-specific prompt; on failure keeps the generic one.
 /// Returns where the prompt came from: `analysis` or `fallback`.
-fn write_refinement_prompt(provider: &dyn Provider, unit: &mut UnitRequest) -> &'static str {
+fn write_refinement_prompt(
+    provider: &dyn Provider,
+    unit: &mut UnitRequest,
+    prompts: &PromptTexts,
+) -> &'static str {
     let product = unit.input["product_image"]
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let (lang, profile) = language_and_profile(&unit.input);
+    let background = unit.input["background"].as_str().unwrap_or("white");
     let request = TextRequest {
         purpose: TextPurpose::RefinementPrompt,
         model: unit.model.clone(),
-        system: "You write one image-editing prompt for an e-commerce product photo. \
-                 Describe the product precisely and ask for a clean studio result."
-            .into(),
-        user: format!(
-            "Background: {}. Write the prompt.",
-            unit.input["background"].as_str().unwrap_or("white")
+        system: prompts.text("refinement", lang, profile).to_string(),
+        user: prompts.render(
+            "refinement_user",
+            lang,
+            profile,
+            &[("background", background)],
         ),
         images: vec![product],
         input: unit.input.clone(),
@@ -82,7 +97,7 @@ fn write_refinement_prompt(provider: &dyn Provider, unit: &mut UnitRequest) -> &
 }
 
 /// Fails a successful image unit whose output ratio is off by more than the tolerance.
-fn check_ratio(outcome: UnitOutcome, input: &Value, settings: PipelineSettings) -> UnitOutcome {
+fn check_ratio(outcome: UnitOutcome, input: &Value, settings: &PipelineSettings) -> UnitOutcome {
     let UnitOutcome::Success { result } = &outcome else {
         return outcome;
     };
@@ -110,7 +125,11 @@ fn check_ratio(outcome: UnitOutcome, input: &Value, settings: PipelineSettings) 
 /// written as the reference's blueprint; when it stays broken, the fallback blueprint
 /// with `_ai_meta.parse_warning` (the job succeeds, as in the reference). Only an
 /// upstream failure fails the unit.
-fn analyze_product(provider: &dyn Provider, unit: &UnitRequest) -> UnitOutcome {
+fn analyze_product(
+    provider: &dyn Provider,
+    unit: &UnitRequest,
+    prompts: &PromptTexts,
+) -> UnitOutcome {
     let mut images: Vec<String> = unit.input["product_images"]
         .as_array()
         .map(|a| {
@@ -126,11 +145,18 @@ fn analyze_product(provider: &dyn Provider, unit: &UnitRequest) -> UnitOutcome {
     let request = TextRequest {
         purpose: TextPurpose::ProductAnalysis,
         model: unit.model.clone(),
-        system: blueprint::instructions(&ask),
-        user: format!(
-            "Seller requirements: {}. Answer in language: {}.",
-            unit.input["requirements"].as_str().unwrap_or("none"),
-            unit.input["output_language"].as_str().unwrap_or("en")
+        system: blueprint::instructions(&ask, prompts),
+        user: prompts.render(
+            "analysis_user",
+            &ask.ui_language,
+            &ask.prompt_profile,
+            &[
+                (
+                    "requirements",
+                    unit.input["requirements"].as_str().unwrap_or("none"),
+                ),
+                ("language", &ask.output_language),
+            ],
         ),
         images,
         input: unit.input.clone(),
@@ -147,9 +173,9 @@ fn analyze_product(provider: &dyn Provider, unit: &UnitRequest) -> UnitOutcome {
     }
     let repair = TextRequest {
         purpose: TextPurpose::RepairJson,
-        system: "Turn the text into one valid JSON object with the same content. \
-                 Answer with the JSON only."
-            .into(),
+        system: prompts
+            .text("repair_json", &ask.ui_language, &ask.prompt_profile)
+            .to_string(),
         user: first,
         images: Vec::new(),
         ..request
@@ -188,42 +214,126 @@ pub fn parse_json_object(text: &str) -> Option<Map<String, Value>> {
         .find_map(|c| serde_json::from_str::<Value>(c).ok()?.as_object().cloned())
 }
 
-/// `analyze-style-dimensions`: the model's selections, or a fixed fallback when the
-/// model fails or answers nonsense.
-pub fn style_dimensions(provider: Option<&dyn Provider>, model: &str, context: &str) -> Value {
+/// The reference's five style dimensions and their fixed values
+/// (analyze-style-dimensions/index.ts L8–14).
+pub const STYLE_DIMENSIONS: &[(&str, &[&str])] = &[
+    (
+        "sceneStyle",
+        &["minimal", "natural", "urban", "luxury", "industrial"],
+    ),
+    ("lighting", &["natural", "warm", "cool", "dramatic", "soft"]),
+    (
+        "composition",
+        &["front", "overhead45", "topDown", "closeUp", "wide"],
+    ),
+    (
+        "colorTone",
+        &["original", "warmTone", "coolTone", "monochrome", "vibrant"],
+    ),
+    (
+        "material",
+        &["default", "matte", "glossy", "wood", "marble"],
+    ),
+];
+
+/// What `analyze-style-dimensions` asks about.
+#[derive(Debug, Clone)]
+pub struct DimensionsAsk {
+    pub module: String,
+    pub context: String,
+    pub analysis: String,
+    pub ui_language: String,
+}
+
+/// Keeps only the five dimensions, each with one of its fixed values (reference
+/// `sanitizeSelections` L37–50).
+pub fn sanitize_selections(raw: Option<&Value>) -> Map<String, Value> {
+    let Some(raw) = raw.and_then(Value::as_object) else {
+        return Map::new();
+    };
+    STYLE_DIMENSIONS
+        .iter()
+        .filter_map(|(key, allowed)| {
+            let value = raw.get(*key)?.as_str()?;
+            allowed
+                .contains(&value)
+                .then(|| (key.to_string(), json!(value)))
+        })
+        .collect()
+}
+
+/// `analyze-style-dimensions`: the model's selections from the fixed value lists,
+/// sanitised, `source: "ai"`; when the model fails, empty selections with confidence 0
+/// (as the reference's catch, L132–138).
+pub fn style_dimensions(
+    provider: Option<&dyn Provider>,
+    model: &str,
+    ask: &DimensionsAsk,
+    prompts: &PromptTexts,
+) -> Value {
+    let enums: Vec<String> = STYLE_DIMENSIONS
+        .iter()
+        .map(|(key, values)| format!("{key}: {}", values.join("|")))
+        .collect();
+    let none = if ask.ui_language == "zh" {
+        "(无)"
+    } else {
+        "(none)"
+    };
+    let or_none = |s: &str| {
+        if s.is_empty() {
+            none.to_string()
+        } else {
+            s.to_string()
+        }
+    };
     let answer = provider.and_then(|provider| {
+        let lang = ask.ui_language.as_str();
         let request = TextRequest {
             purpose: TextPurpose::StyleDimensions,
             model: model.to_string(),
-            system: "Choose a photo style for the product: answer one JSON object \
-                     {\"selections\": {dimension: value}, \"confidence\": 0..1}."
-                .into(),
-            user: context.to_string(),
+            system: prompts
+                .text("dimensions_system", lang, "default")
+                .to_string(),
+            user: prompts.render(
+                "dimensions_user",
+                lang,
+                "default",
+                &[
+                    ("enums", &enums.join("\n")),
+                    ("module", &ask.module),
+                    ("context", &or_none(&ask.context)),
+                    ("analysis", &or_none(&ask.analysis)),
+                ],
+            ),
             images: Vec::new(),
-            input: json!({"context": context}),
+            input: json!({"context": ask.context, "analysis": ask.analysis, "module": ask.module}),
         };
         let text = complete_text(provider, &request)
             .map_err(|e| tracing::warn!(error = %e.message, "style dimensions failed"))
             .ok()?;
-        let object = parse_json_object(&text)?;
-        let selections = object.get("selections")?.as_object()?.clone();
+        let object = parse_json_object(&text).unwrap_or_default();
         let confidence = object
             .get("confidence")
             .and_then(Value::as_f64)
-            .unwrap_or(0.5)
-            .clamp(0.0, 1.0);
-        Some((selections, confidence))
+            .map_or(0.6, |c| c.clamp(0.0, 1.0));
+        Some((sanitize_selections(object.get("selections")), confidence))
     });
     match answer {
         Some((selections, confidence)) => json!({
-            "selections": selections, "confidence": confidence, "source": "model", "model": model,
+            "selections": selections, "confidence": confidence, "source": "ai", "model": model,
         }),
-        None => json!({
-            "selections": {"background": "seamless white", "lighting": "soft studio",
-                           "composition": "centred", "mood": "clean"},
-            "confidence": 0.0, "source": "fallback", "model": model,
-        }),
+        None => json!({"selections": {}, "confidence": 0, "source": "ai"}),
     }
+}
+
+/// The unit's prompt language (zh or en) and profile.
+fn language_and_profile(input: &Value) -> (&str, &str) {
+    let lang = input["ui_language"]
+        .as_str()
+        .or_else(|| input["output_language"].as_str())
+        .unwrap_or("en");
+    (lang, input["prompt_profile"].as_str().unwrap_or("default"))
 }
 
 #[cfg(test)]
@@ -269,9 +379,12 @@ mod tests {
         }
     }
 
-    const SETTINGS: PipelineSettings = PipelineSettings {
-        ratio_tolerance: 0.03,
-    };
+    fn settings() -> PipelineSettings {
+        PipelineSettings {
+            ratio_tolerance: 0.03,
+            prompts: Arc::default(),
+        }
+    }
 
     #[test]
     fn broken_analysis_json_is_repaired_once_then_falls_back() {
@@ -279,7 +392,7 @@ mod tests {
             Ok("sure! {\"product_name\": "),
             Ok("{\"product_name\": \"mug\"}"),
         ]));
-        match run_unit(&repaired, &unit(JobType::Analysis, json!({})), SETTINGS) {
+        match run_unit(&repaired, &unit(JobType::Analysis, json!({})), settings()) {
             UnitOutcome::Success { result } => {
                 assert_eq!(result["product_name"], "mug");
                 assert!(result["_ai_meta"]["parse_warning"].is_null());
@@ -287,7 +400,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let hopeless = Scripted(Mutex::new(vec![Ok("no json"), Ok("still none")]));
-        match run_unit(&hopeless, &unit(JobType::Analysis, json!({})), SETTINGS) {
+        match run_unit(&hopeless, &unit(JobType::Analysis, json!({})), settings()) {
             UnitOutcome::Success { result } => {
                 assert_eq!(
                     result["_ai_meta"]["parse_warning"],
@@ -305,7 +418,7 @@ mod tests {
             details: None,
         })]));
         assert!(matches!(
-            run_unit(&overloaded, &unit(JobType::Analysis, json!({})), SETTINGS),
+            run_unit(&overloaded, &unit(JobType::Analysis, json!({})), settings()),
             UnitOutcome::Retryable {
                 retry_after_ms: Some(2000),
                 ..
@@ -321,7 +434,7 @@ mod tests {
         match run_unit(
             &good,
             &unit(JobType::StyleReplicate, input.clone()),
-            SETTINGS,
+            settings(),
         ) {
             UnitOutcome::Success { result } => {
                 assert_eq!(result["prompt_source"], "analysis");
@@ -333,7 +446,7 @@ mod tests {
             ErrorCode::UPSTREAM_ERROR,
             "blocked",
         ))]));
-        match run_unit(&failing, &unit(JobType::StyleReplicate, input), SETTINGS) {
+        match run_unit(&failing, &unit(JobType::StyleReplicate, input), settings()) {
             UnitOutcome::Success { result } => {
                 assert_eq!(result["prompt_source"], "fallback");
                 assert_eq!(result["prompt"], GENERIC_REFINEMENT_PROMPT);
@@ -353,22 +466,20 @@ mod tests {
 
     #[test]
     fn a_wrong_output_ratio_fails_the_unit() {
-        let settings = PipelineSettings {
-            ratio_tolerance: 0.03,
-        };
+        let settings = settings();
         let input = json!({"aspect_ratio": "21:9"});
         let gemini = UnitOutcome::Success {
             result: json!({"width": 1536, "height": 672}),
         };
         assert!(matches!(
-            check_ratio(gemini, &input, settings),
+            check_ratio(gemini, &input, &settings),
             UnitOutcome::Success { .. }
         ));
         let square = UnitOutcome::Success {
             result: json!({"width": 1024, "height": 1024}),
         };
         assert!(matches!(
-            check_ratio(square, &input, settings),
+            check_ratio(square, &input, &settings),
             UnitOutcome::Permanent {
                 code: ErrorCode::MODEL_RATIO_UNSUPPORTED,
                 ..

@@ -6,6 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
+use super::prompts::{text_language, PromptTexts};
+
 /// One prompt object with the five fields the reference client reads, whatever the model
 /// wrote: `prompt` and `title` strings (title `Image N` when missing), `negative_prompt`
 /// and `marketing_hook` strings (empty when missing), `priority` an integer (0).
@@ -133,28 +135,39 @@ pub fn full_text(objects: &[Value]) -> String {
     Value::Array(objects.to_vec()).to_string()
 }
 
-/// The instructions for a model writing prompt objects.
-pub fn system_prompt(
-    count: u32,
-    module: &str,
-    language: &str,
-    clothing_mode: Option<&str>,
-) -> String {
-    let language = match language {
-        "zh" => "Simplified Chinese",
+/// What a prompt-writing call asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct PromptAsk<'a> {
+    pub count: u32,
+    pub module: &'a str,
+    /// The language of titles and hooks (`none` = English, no visible text).
+    pub language: &'a str,
+    pub clothing_mode: Option<&'a str>,
+    pub profile: &'a str,
+}
+
+/// The instructions for a model writing prompt objects (`prompts/prompts*.txt`), in zh
+/// when the target language is Chinese.
+pub fn system_prompt(ask: PromptAsk<'_>, prompts: &PromptTexts) -> String {
+    let language = match ask.language {
+        "zh" => "简体中文",
         "none" => "English, with no visible text in the images",
         other => other,
     };
-    let mode = clothing_mode
-        .map(|m| format!(" Clothing mode: {m}."))
+    let mode = ask
+        .clothing_mode
+        .map(|m| prompts.render("prompts_mode", ask.language, ask.profile, &[("mode", m)]))
         .unwrap_or_default();
-    format!(
-        "You write {count} image prompts for e-commerce product photos ({module} module).{mode} \
-         Return a strict JSON array only, no Markdown, no explanations. Each item must contain \
-         prompt, title, negative_prompt, marketing_hook (strings) and priority (integer 0-10, \
-         0 = default): [{{\"prompt\": \"…\", \"title\": \"…\", \"negative_prompt\": \"…\", \
-         \"marketing_hook\": \"…\", \"priority\": 0}}]. Write title and marketing_hook in \
-         {language}."
+    prompts.render(
+        "prompts",
+        ask.language,
+        ask.profile,
+        &[
+            ("count", &ask.count.to_string()),
+            ("module", ask.module),
+            ("mode", &mode),
+            ("language", language),
+        ],
     )
 }
 
@@ -168,8 +181,12 @@ pub fn is_blueprint(analysis: &Value) -> bool {
 /// The genesis module's prompts, one per blueprint image, built from the blueprint with no
 /// model call: the image plan, its scene recipe, the product's identity lock, the style
 /// constraint and the design specs.
-pub fn genesis_prompts(analysis: &Value, language: &str, style: Option<&str>) -> Vec<Value> {
-    let zh = language == "zh";
+pub fn genesis_prompts(
+    analysis: &Value,
+    language: &str,
+    style: Option<&str>,
+    prompts: &PromptTexts,
+) -> Vec<Value> {
     let identity = &analysis["product_visual_identity"];
     let color = identity["primary_color"].as_str().unwrap_or_default();
     let material = identity["material"].as_str().unwrap_or_default();
@@ -190,22 +207,27 @@ pub fn genesis_prompts(analysis: &Value, language: &str, style: Option<&str>) ->
                 .as_object()
                 .map(|r| {
                     r.iter()
-                        .filter_map(|(k, v)| v.as_str().map(|v| format!("{}: {v}", k.replace('_', " "))))
+                        .filter_map(|(k, v)| {
+                            v.as_str().map(|v| format!("{}: {v}", k.replace('_', " ")))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
-            let lock = if zh {
-                format!(
-                    "保持商品完全一致：主色 {color}，材质 {material}，关键特征 {}；不得改款、改色。",
-                    features.join("、")
-                )
+            let separator = if text_language(language) == "zh" {
+                "、"
             } else {
-                format!(
-                    "Keep the product exactly as photographed: primary color {color}, material \
-                     {material}, key features {}; no redesign, no recoloring.",
-                    features.join(", ")
-                )
+                ", "
             };
+            let lock = prompts.render(
+                "genesis_lock",
+                language,
+                "default",
+                &[
+                    ("color", color),
+                    ("material", material),
+                    ("features", &features.join(separator)),
+                ],
+            );
             let paragraphs = [
                 format!("{}. {}", field("title"), field("description")),
                 field("design_content"),
@@ -220,14 +242,8 @@ pub fn genesis_prompts(analysis: &Value, language: &str, style: Option<&str>) ->
                 .filter(|p| !p.is_empty() && *p != ".")
                 .collect::<Vec<_>>()
                 .join("\n\n");
-            let negative = if zh {
-                format!("错误颜色（非{color}）、材质改变、缺失特征、改款、多余文字、水印、模糊")
-            } else {
-                format!(
-                    "wrong color (not {color}), changed material, missing features, redesigned \
-                     product, extra text, watermark, blur"
-                )
-            };
+            let negative =
+                prompts.render("genesis_negative", language, "default", &[("color", color)]);
             let description = field("description");
             let mut object = Map::new();
             object.insert("prompt".into(), json!(prompt));
@@ -235,7 +251,11 @@ pub fn genesis_prompts(analysis: &Value, language: &str, style: Option<&str>) ->
             object.insert("negative_prompt".into(), json!(negative));
             object.insert(
                 "marketing_hook".into(),
-                json!(if description.is_empty() { summary } else { &description }),
+                json!(if description.is_empty() {
+                    summary
+                } else {
+                    &description
+                }),
             );
             object.insert("priority".into(), json!(0));
             normalize(&object, index)
@@ -282,7 +302,7 @@ mod tests {
             "design_content": "centred", "scene_recipe": {"lighting": "soft"}}, {"title": "Detail"}],
             "product_visual_identity": {"primary_color": "sage #9CAF88", "material": "ceramic",
             "key_features": ["handle"]}, "product_summary": "a mug"});
-        let prompts = genesis_prompts(&blueprint, "en", Some("minimal"));
+        let prompts = genesis_prompts(&blueprint, "en", Some("minimal"), &PromptTexts::default());
         assert_eq!(prompts.len(), 2);
         assert_eq!(prompts[0]["title"], "Hero");
         assert!(prompts[0]["prompt"]
@@ -294,6 +314,9 @@ mod tests {
             .unwrap()
             .contains("lighting: soft"));
         assert_eq!(prompts[1]["marketing_hook"], "a mug");
-        assert_eq!(prompts, genesis_prompts(&blueprint, "en", Some("minimal")));
+        assert_eq!(
+            prompts,
+            genesis_prompts(&blueprint, "en", Some("minimal"), &PromptTexts::default())
+        );
     }
 }

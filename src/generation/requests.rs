@@ -31,6 +31,15 @@ fn language(body: &Body<'_>, fields: &[&str]) -> String {
     "en".into()
 }
 
+/// `promptProfile`: `ta-pro` selects its prompt variants; anything else is the default
+/// profile (the reference normalises the same way, `_shared/prompt-profile.ts`).
+fn prompt_profile(body: &Body<'_>) -> String {
+    match body.get("promptProfile") {
+        Some(Value::String(p)) if p.trim() == "ta-pro" => "ta-pro".into(),
+        _ => "default".into(),
+    }
+}
+
 /// `analyze-product-v2`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyzeProduct {
@@ -53,9 +62,10 @@ pub struct AnalyzeProduct {
     pub meta: JobMeta,
 }
 
-/// The longest `requirements` accepted: the reference client's ecom-detail and try-on
-/// studios build 565–687 characters (EcomStudioForm.tsx, ClothingStudioForm.tsx), so the
-/// cap leaves room well above that.
+/// The longest `requirements` (and `userPrompt`) accepted: the reference client's
+/// ecom-detail and try-on studios build 565–687 characters (EcomStudioForm.tsx,
+/// ClothingStudioForm.tsx) and its Aesthetic Mirror sends its prompt box uncapped
+/// (AestheticMirrorForm.tsx L603–609, no maxLength), so the cap leaves room well above.
 pub const MAX_REQUIREMENTS: usize = 2000;
 
 impl AnalyzeProduct {
@@ -81,14 +91,12 @@ impl AnalyzeProduct {
                 "imageCount must be at least 1",
             ));
         }
-        Ok(AnalyzeProduct {
+        let parsed = AnalyzeProduct {
             product_images,
             requirements: body.short_string("requirements", MAX_REQUIREMENTS)?,
             image_count: image_count.min(MAX_PROMPT_COUNT) as u32,
             output_language: language(&body, &["outputLanguage", "targetLanguage", "uiLanguage"]),
-            prompt_profile: body
-                .choice("promptProfile", &["default", "ta-pro"])?
-                .unwrap_or_else(|| "default".into()),
+            prompt_profile: prompt_profile(&body),
             white_background: body.bool("whiteBackground")?.unwrap_or(false),
             style_constraint: style_constraint(&body)?,
             studio_type: body
@@ -112,7 +120,9 @@ impl AnalyzeProduct {
                 _ => Vec::new(),
             },
             meta: JobMeta::parse(&body)?,
-        })
+        };
+        body.finish("analyze-product-v2");
+        Ok(parsed)
     }
 }
 
@@ -153,6 +163,8 @@ pub struct WritePrompts {
     pub design_specs: Option<String>,
     /// `clothingMode` (prompt_generation | model_prompt_generation, kept as sent).
     pub clothing_mode: Option<String>,
+    /// `promptProfile`: default | ta-pro (another value falls back to default).
+    pub prompt_profile: String,
     pub stream: bool,
 }
 
@@ -177,7 +189,7 @@ impl WritePrompts {
                 ))
             }
         };
-        Ok(WritePrompts {
+        let parsed = WritePrompts {
             analysis,
             image_count: clamp_count(body.int("imageCount")?, MAX_PROMPT_COUNT),
             module: body
@@ -191,8 +203,11 @@ impl WritePrompts {
                 _ => None,
             },
             clothing_mode: body.short_string("clothingMode", 64)?,
+            prompt_profile: prompt_profile(&body),
             stream: body.bool("stream")?.unwrap_or(true),
-        })
+        };
+        body.finish("generate-prompts-v2");
+        Ok(parsed)
     }
 }
 
@@ -249,7 +264,7 @@ impl GenerateImage {
                 ));
             }
         }
-        Ok(GenerateImage {
+        let parsed = GenerateImage {
             model,
             prompt,
             product_images,
@@ -263,7 +278,9 @@ impl GenerateImage {
             text_edits,
             style_constraint: style_constraint(&body)?,
             meta: JobMeta::parse(&body)?,
-        })
+        };
+        body.finish("generate-image");
+        Ok(parsed)
     }
 }
 
@@ -332,7 +349,7 @@ impl StyleReplicate {
                 ))
             }
         };
-        Ok(StyleReplicate {
+        let parsed = StyleReplicate {
             model: body
                 .string("model")?
                 .filter(|m| !m.trim().is_empty())
@@ -340,12 +357,14 @@ impl StyleReplicate {
             aspect_ratio: body.string("aspectRatio")?.unwrap_or_else(|| "1:1".into()),
             image_size: body.string("imageSize")?.unwrap_or_else(|| "2K".into()),
             image_count: clamp_count(body.int("imageCount")?, MAX_IMAGE_COUNT),
-            user_prompt: body.short_string("userPrompt", 300)?,
+            user_prompt: body.short_string("userPrompt", MAX_REQUIREMENTS)?,
             turbo: body.bool("turboEnabled")?.unwrap_or(false),
             style_constraint: style_constraint(&body)?,
             mode,
             meta: JobMeta::parse(&body)?,
-        })
+        };
+        body.finish("analyze-single");
+        Ok(parsed)
     }
 
     /// Units of the job.
@@ -462,40 +481,56 @@ fn non_empty_strings(items: &[Value]) -> Option<Vec<String>> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StyleDimensions {
     pub context_text: Option<String>,
-    pub analysis: Option<Value>,
+    /// The analysis as text (an object is written as JSON).
+    pub analysis: Option<String>,
     pub module: String,
+    /// zh or en.
+    pub ui_language: String,
 }
 
 impl StyleDimensions {
+    /// Reads the body as the reference does (analyze-style-dimensions/index.ts L74–78):
+    /// wrong types count as absent; with neither context nor analysis the handler
+    /// answers empty selections.
     pub fn parse(raw: &Value) -> Result<Self, ApiError> {
         let body = object(raw)?;
-        let context_text = body
-            .short_string("contextText", 4000)?
-            .filter(|s| !s.trim().is_empty());
-        let analysis = match body.get("analysisJson") {
-            None => None,
-            Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(v @ (Value::Object(_) | Value::String(_))) => Some(v.clone()),
-            Some(_) => {
-                return Err(ApiError::bad_field(
-                    "analysisJson",
-                    "analysisJson must be an object or a string",
-                ))
-            }
-        };
-        if context_text.is_none() && analysis.is_none() {
-            return Err(ApiError::bad_field(
-                "contextText",
-                "contextText or analysisJson is required",
-            ));
+        let context_text = match body.get("contextText") {
+            Some(Value::String(s)) => Some(s.trim().chars().take(MAX_CONTEXT).collect::<String>()),
+            _ => None,
         }
-        Ok(StyleDimensions {
+        .filter(|s| !s.is_empty());
+        let analysis = match body.get("analysisJson") {
+            Some(Value::String(s)) => Some(s.trim().to_string()),
+            Some(v @ (Value::Object(_) | Value::Array(_))) => serde_json::to_string_pretty(v).ok(),
+            _ => None,
+        }
+        .filter(|s| !s.is_empty())
+        .map(|s| s.chars().take(MAX_CONTEXT).collect());
+        let parsed = StyleDimensions {
             context_text,
             analysis,
-            module: body.string("module")?.unwrap_or_else(|| "default".into()),
-        })
+            module: match body.get("module") {
+                Some(Value::String(m)) => m.trim().chars().take(64).collect(),
+                _ => "unknown".into(),
+            },
+            ui_language: match body.get("uiLanguage") {
+                Some(Value::String(l)) if l.to_ascii_lowercase().starts_with("zh") => "zh".into(),
+                _ => "en".into(),
+            },
+        };
+        body.finish("analyze-style-dimensions");
+        Ok(parsed)
+    }
+
+    /// Whether there is anything to choose a style from.
+    pub fn has_context(&self) -> bool {
+        self.context_text.is_some() || self.analysis.is_some()
     }
 }
+
+/// The most characters of `contextText` or `analysisJson` sent to the model (longer
+/// text is cut, not refused: the reference sends it whole).
+pub const MAX_CONTEXT: usize = 16_000;
 
 #[cfg(test)]
 mod tests {

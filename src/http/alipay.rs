@@ -12,8 +12,9 @@ use warp::Filter;
 use super::storage::base_url;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::actors::alipay::NotifyOutcome;
-use crate::domain::billing::{is_local_path, CheckoutRequest};
+use crate::domain::billing::{is_local_path, CheckoutRequest, CHECKOUT_FIELDS};
 use crate::domain::{ApiError, ErrorCode};
+use crate::generation::fields::ignore_unknown;
 
 /// The Alipay routes.
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -59,6 +60,7 @@ async fn checkout(state: State, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
         let body: Value = req.json()?;
+        ignore_unknown("create-alipay-checkout", &body, CHECKOUT_FIELDS);
         let request = CheckoutRequest::parse(&body)?;
         let agent = req.header("user-agent").map(str::to_string);
         let base = base_url(&state, &req);

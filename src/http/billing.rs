@@ -14,9 +14,10 @@ use super::storage::base_url;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::actors::billing_apply::Applied;
 use crate::db::billing;
-use crate::domain::billing::{CheckoutRequest, PurchaseType};
+use crate::domain::billing::{return_to_or, CheckoutRequest, PurchaseType, CHECKOUT_FIELDS};
 use crate::domain::time::rfc3339;
 use crate::domain::{ApiError, ErrorCode};
+use crate::generation::fields::ignore_unknown;
 use crate::stripe::simulated;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -85,6 +86,7 @@ async fn checkout(state: State, req: Request, purchase: PurchaseType) -> Respons
     let result = async {
         let user = authenticate(&state, &req).await?;
         let body: Value = req.json()?;
+        ignore_unknown(purchase.endpoint(), &body, CHECKOUT_FIELDS);
         let request = CheckoutRequest::parse(&body)?;
         let base = base_url(&state, &req);
         state.billing.checkout(user, purchase, request, base).await
@@ -92,12 +94,17 @@ async fn checkout(state: State, req: Request, purchase: PurchaseType) -> Respons
     reply::result(result.await)
 }
 
-/// `create-portal-session` → `{url}`.
+/// `create-portal-session {returnTo}` → `{url}`. The body is optional; `returnTo`
+/// defaults to `/profile` and an invalid one falls back to it
+/// (create-portal-session/index.ts L30–34).
 async fn portal(state: State, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
+        let body: Value = req.json().unwrap_or(Value::Null);
+        ignore_unknown("create-portal-session", &body, &["returnTo"]);
+        let return_to = return_to_or(body.get("returnTo"), "/profile");
         let base = base_url(&state, &req);
-        state.billing.portal(user, base).await
+        state.billing.portal(user, return_to, base).await
     };
     reply::result(result.await)
 }

@@ -226,7 +226,7 @@ async fn analyze_product(state: State, req: Request) -> Response {
         let unit = json!({
             "product_images": body.product_images, "requirements": body.requirements,
             "image_count": body.image_count, "output_language": body.output_language,
-            "prompt_profile": body.prompt_profile, "white_background": body.white_background,
+            "prompt_profile": state.config.public.prompt_profile(&body.prompt_profile), "white_background": body.white_background,
             "style_constraint": body.style_constraint, "upstream_model": entry.upstream_model,
             "studio_type": body.studio_type, "clothing_mode": body.clothing_mode,
             "model_image": body.model_image, "ui_language": body.ui_language,

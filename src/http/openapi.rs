@@ -2,6 +2,7 @@
 //! checks it against the route definitions in `src/http/` (both ways) and probes every
 //! documented operation on a running server.
 
+use crate::domain::ErrorCode;
 use serde_json::{json, Map, Value};
 
 #[path = "openapi_growth.rs"]
@@ -120,9 +121,10 @@ fn operations() -> Vec<Op> {
             "get",
             "/functions/v1/get-public-config",
             "catalog",
-            "Models, limits, billing mode",
+            "Models, limits, billing mode and the reference's public keys",
         )
-        .public(),
+        .public()
+        .answers(reference("PublicConfig")),
         op(
             "post",
             "/functions/v1/get-public-config",
@@ -272,7 +274,16 @@ fn operations() -> Vec<Op> {
         )
         .body(json!({"type": "object", "properties": {
                 "contextText": string(), "analysisJson": {"type": ["object", "string"]},
-                "module": string(), "uiLanguage": string()}})),
+                "module": string(), "uiLanguage": string()}}))
+        .answers(object(json!({
+            "selections": object(json!({
+                "sceneStyle": {"enum": ["minimal", "natural", "urban", "luxury", "industrial"]},
+                "lighting": {"enum": ["natural", "warm", "cool", "dramatic", "soft"]},
+                "composition": {"enum": ["front", "overhead45", "topDown", "closeUp", "wide"]},
+                "colorTone": {"enum": ["original", "warmTone", "coolTone", "monochrome", "vibrant"]},
+                "material": {"enum": ["default", "matte", "glossy", "wood", "marble"]}}), &[]),
+            "confidence": {"type": "number"}, "source": {"const": "ai"}, "model": string()}),
+            &["selections", "confidence", "source"])),
         op(
             "post",
             "/functions/v1/process-generation-job",
@@ -287,9 +298,12 @@ fn operations() -> Vec<Op> {
             "A signed single-object upload URL",
         )
         .body(object(
-            json!({"bucket": {"enum": ["temp", "uploads"]}, "prefix": string(),
-                       "filename": string(), "contentType": string()}),
-            &["prefix"],
+            json!({"bucket": {"enum": ["temp", "uploads"], "default": "temp"},
+                       "prefix": {"type": "string", "default": "temp/uploads"},
+                       "key": string(),
+                       "expiresIn": {"type": "integer", "default": 900,
+                                     "description": "clamped to 60..3600"}}),
+            &[],
         )),
         op(
             "put",
@@ -375,8 +389,10 @@ fn operations() -> Vec<Op> {
         )
         .body(object(
             json!({"packageId": {"type": "string", "format": "uuid"},
-                "returnTo": {"type": "string", "default": "/pricing"},
-                "currency": {"enum": ["usd", "cny", "hkd"], "default": "usd"}}),
+                "returnTo": {"type": "string", "default": "/pricing",
+                    "description": "an app path; anything else falls back to /pricing"},
+                "currency": {"type": "string", "default": "usd",
+                    "description": "usd, cny or hkd; anything else falls back to usd"}}),
             &["packageId"],
         ))
         .answers(reference("CheckoutSession")),
@@ -388,8 +404,10 @@ fn operations() -> Vec<Op> {
         )
         .body(object(
             json!({"packageId": {"type": "string", "format": "uuid"},
-                "returnTo": {"type": "string", "default": "/pricing"},
-                "currency": {"enum": ["usd", "cny", "hkd"], "default": "usd"}}),
+                "returnTo": {"type": "string", "default": "/pricing",
+                    "description": "an app path; anything else falls back to /pricing"},
+                "currency": {"type": "string", "default": "usd",
+                    "description": "usd, cny or hkd; anything else falls back to usd"}}),
             &["packageId"],
         ))
         .answers(reference("CheckoutSession")),
@@ -399,6 +417,11 @@ fn operations() -> Vec<Op> {
             "billing",
             "Stripe customer portal session",
         )
+        .body(object(
+            json!({"returnTo": {"type": "string", "default": "/profile",
+                "description": "an app path; anything else falls back to /profile"}}),
+            &[],
+        ))
         .answers(object(json!({"url": string()}), &["url"])),
         op(
             "post",
@@ -544,8 +567,11 @@ fn components() -> Value {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         "schemas": {
             "ErrorEnvelope": object(json!({"error": object(json!({
-                "code": string(), "message": string(), "details": {}}), &["code", "message"])}),
+                "code": reference("ErrorCode"), "message": string(), "details": {}}), &["code", "message"])}),
                 &["error"]),
+            "ErrorCode": {"type": "string",
+                "description": "Every error code (ERROR_CODES.md), also the job error codes: UPSTREAM_REJECTED (the upstream refused the request with a 4xx), PROMPT_BLOCKED_BY_PROVIDER_POLICY (a provider's safety/moderation block), IMAGE_INPUT_INVALID_CONTENT_TYPE (an input that is not a PNG, JPEG or WebP image), IMAGE_INPUT_SOURCE_TIMEOUT (fetching an input timed out), TASK_STALE_NO_HEARTBEAT (a unit's lease expired without a report, on its last attempt)",
+                "enum": ErrorCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>()},
             "ImageReference": {"type": "string",
                 "description": "An http(s) URL (fetched through the SSRF guard), a data:image/(png|jpeg|webp);base64 URI, or a stored object URL"},
             "StyleConstraint": object(json!({"selections": {"type": "object"},
@@ -555,8 +581,22 @@ fn components() -> Value {
             "Job": object(json!({"id": string(), "type": {"enum": ["ANALYSIS", "IMAGE_GEN", "STYLE_REPLICATE"]},
                 "status": {"enum": ["processing", "success", "failed"]}, "payload": {},
                 "result_data": {}, "result_url": {"type": ["string", "null"]},
-                "error_code": {"type": ["string", "null"]}, "cost_amount": {"type": "integer"}}),
+                "error_code": {"anyOf": [reference("ErrorCode"), {"type": "null"}]},
+                "cost_amount": {"type": "integer"}}),
                 &["id", "type", "status"]),
+            "PublicConfig": object(json!({"models": {"type": "array"},
+                "signup_bonus_credits": {"type": "integer"}, "limits": {"type": "object"},
+                "billing_mode": string(),
+                "credit_costs": {"type": "object", "additionalProperties":
+                    {"anyOf": [{"type": "integer"}, {"type": "object"}]}},
+                "batch_concurrency": {"type": "integer"},
+                "ta_pro_prompt_profile_enabled": {"type": "boolean"},
+                "release_notes": object(json!({"en": string(), "zh": string()}), &["en", "zh"]),
+                "platform_rules": object(json!({"version": string(), "rules": {"type": "array",
+                    "items": object(json!({"value": string(), "minImages": {"type": "integer"}}),
+                        &["value", "minImages"])}}), &["version", "rules"])}),
+                &["credit_costs", "batch_concurrency", "ta_pro_prompt_profile_enabled",
+                  "release_notes", "platform_rules"]),
             "CheckoutSession": object(json!({"url": string(), "id": string()}), &["url", "id"]),
             "Session": object(json!({"access_token": string(), "token_type": string(),
                 "expires_in": {"type": "integer"}, "expires_at": {"type": "integer"},

@@ -1,7 +1,7 @@
 //! Health, readiness (with the queue alarms), metrics, the OpenAPI document and the
 //! public configuration.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use warp::http::header::CONTENT_TYPE;
 use warp::reply::Response;
 use warp::Filter;
@@ -105,10 +105,24 @@ async fn metrics(state: State, req: super::Request) -> Response {
     }
 }
 
-/// `GET|POST /functions/v1/get-public-config`: what a client needs before signing in.
+/// `GET|POST /functions/v1/get-public-config`: what a client needs before signing in,
+/// with the reference's public keys (get-public-config/index.ts L6–13; types/index.ts
+/// L986–999): `credit_costs`, `batch_concurrency`, `ta_pro_prompt_profile_enabled`,
+/// `release_notes {en, zh}`, `platform_rules {version, rules[{value, minImages}]}`.
 async fn public_config(state: State) -> Response {
     let config = &state.config;
+    let public = &config.public;
+    let rules: Vec<Value> = public
+        .platform_min_images
+        .iter()
+        .map(|(platform, min)| json!({"value": platform, "minImages": min}))
+        .collect();
     reply::ok(&json!({
+        "credit_costs": crate::catalog::credit_costs(config),
+        "batch_concurrency": public.batch_concurrency,
+        "ta_pro_prompt_profile_enabled": public.ta_pro_prompt_profile_enabled,
+        "release_notes": {"en": public.release_notes.en, "zh": public.release_notes.zh},
+        "platform_rules": {"version": public.platform_rules_version, "rules": rules},
         "models": crate::catalog::public_models(config),
         "signup_bonus_credits": config.auth.signup_bonus_credits,
         "limits": {

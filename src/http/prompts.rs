@@ -13,9 +13,9 @@ use super::{authenticate, guard, reply, request, sse, with_state, Request, State
 use crate::actors::ledger_jobs::start_prompt_stream;
 use crate::catalog::{self, ModelEntry};
 use crate::domain::{ApiError, ErrorCode};
-use crate::generation::pipeline::style_dimensions;
+use crate::generation::pipeline::{style_dimensions, DimensionsAsk};
 use crate::generation::prompt_objects::{
-    full_text, genesis_prompts, is_blueprint, system_prompt, PromptAssembler,
+    full_text, genesis_prompts, is_blueprint, system_prompt, PromptAsk, PromptAssembler,
 };
 use crate::generation::requests::{StyleDimensions, WritePrompts};
 use crate::providers::{Provider, ProviderError, TextPurpose, TextRequest, TextSink};
@@ -134,10 +134,14 @@ async fn generate_prompts(state: State, req: Request) -> Response {
                 purpose: TextPurpose::Prompts,
                 model: entry.upstream_model.clone(),
                 system: system_prompt(
-                    body.image_count,
-                    &body.module,
-                    &body.output_language,
-                    body.clothing_mode.as_deref(),
+                    PromptAsk {
+                        count: body.image_count,
+                        module: &body.module,
+                        language: &body.output_language,
+                        clothing_mode: body.clothing_mode.as_deref(),
+                        profile: state.config.public.prompt_profile(&body.prompt_profile),
+                    },
+                    &state.prompts,
                 ),
                 user: user_text,
                 images: Vec::new(),
@@ -160,7 +164,8 @@ async fn generate_prompts(state: State, req: Request) -> Response {
                 .style_constraint
                 .as_ref()
                 .and_then(|s| s["prompt"].as_str());
-            let prompts = genesis_prompts(&body.analysis, &body.output_language, style);
+            let prompts =
+                genesis_prompts(&body.analysis, &body.output_language, style, &state.prompts);
             for prompt in prompts {
                 // Each object on its own: the stream grows one prompt at a time.
                 let _ = tx.try_send(StreamItem::Delta(prompt.to_string()));
@@ -242,21 +247,22 @@ async fn generate_prompts(state: State, req: Request) -> Response {
     response
 }
 
-/// `analyze-style-dimensions`: synchronous and free.
+/// `analyze-style-dimensions`: synchronous and free. With no context, and whenever the
+/// model fails, 200 with empty selections (analyze-style-dimensions/index.ts L80–82).
 async fn analyze_style_dimensions(state: State, req: Request) -> Response {
     let result = async {
         authenticate(&state, &req).await?;
         let raw: Value = req.json()?;
         let body = StyleDimensions::parse(&raw)?;
-        let context = format!(
-            "Module: {}. Context: {}. Analysis: {}",
-            body.module,
-            body.context_text.as_deref().unwrap_or("none"),
-            body.analysis
-                .as_ref()
-                .map(Value::to_string)
-                .unwrap_or_default()
-        );
+        if !body.has_context() {
+            return Ok(json!({"selections": {}, "confidence": 0, "source": "ai"}));
+        }
+        let ask = DimensionsAsk {
+            module: body.module,
+            context: body.context_text.unwrap_or_default(),
+            analysis: body.analysis.unwrap_or_default(),
+            ui_language: body.ui_language,
+        };
         let found = text_provider(&state, state.config.generation.analysis_model.as_deref());
         let model = found
             .as_ref()
@@ -267,14 +273,17 @@ async fn analyze_style_dimensions(state: State, req: Request) -> Response {
             .map(|(entry, _)| entry.upstream_model.clone())
             .unwrap_or_default();
         let provider = found.map(|(_, provider)| provider);
+        let prompts = state.prompts.clone();
         let answer = tokio::task::spawn_blocking(move || {
-            let mut answer = style_dimensions(provider.as_deref(), &upstream, &context);
-            answer["model"] = json!(model);
+            let mut answer = style_dimensions(provider.as_deref(), &upstream, &ask, &prompts);
+            if answer.get("model").is_some() {
+                answer["model"] = json!(model);
+            }
             answer
         })
         .await
         .map_err(|e| ApiError::internal().cause(e.to_string()))?;
-        Ok(answer)
+        Ok::<_, ApiError>(answer)
     };
     reply::result(result.await)
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
@@ -16,6 +16,7 @@ use super::extract;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
 use crate::domain::time::now_ms;
 use crate::domain::{ApiError, ErrorCode};
+use crate::generation::fields::ignore_unknown;
 use crate::storage::{
     decode_key, encode_key, sniff_image, validate_key, StorageError, UploadUrlError, PUBLIC_PREFIX,
 };
@@ -61,9 +62,9 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
     sts.or(upload).unify().or(serve).unify()
 }
 
-/// `get-oss-sts` body (unknown fields are refused).
+/// `get-oss-sts` body (other fields are ignored, as the reference ignores them).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct StsRequest {
     bucket: Option<String>,
     prefix: Option<String>,
@@ -85,7 +86,15 @@ pub(super) fn base_url(state: &State, req: &Request) -> String {
 async fn get_oss_sts(state: State, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
-        let body: StsRequest = req.json()?;
+        let raw: Value = req.json()?;
+        ignore_unknown(
+            "get-oss-sts",
+            &raw,
+            &["bucket", "prefix", "key", "expiresIn"],
+        );
+        let body: StsRequest = serde_json::from_value(raw).map_err(|e| {
+            ApiError::with_message(ErrorCode::BAD_REQUEST, format!("invalid request body: {e}"))
+        })?;
         let bucket = body.bucket.unwrap_or_else(|| "temp".into());
         if !["temp", "uploads"].contains(&bucket.as_str()) {
             return Err(ApiError::bad_field(
@@ -93,18 +102,14 @@ async fn get_oss_sts(state: State, req: Request) -> Response {
                 "bucket must be temp or uploads",
             ));
         }
+        // As the reference (get-oss-sts/index.ts L45–49): prefix defaults to
+        // temp/uploads, expiresIn is clamped to 60..3600 seconds.
         let prefix = body
             .prefix
             .map(|p| p.trim_matches('/').to_string())
             .filter(|p| !p.is_empty())
-            .ok_or_else(|| ApiError::bad_field("prefix", "prefix is required"))?;
-        let expires_in = body.expires_in.unwrap_or(900);
-        if !(60..=3600).contains(&expires_in) {
-            return Err(ApiError::bad_field(
-                "expiresIn",
-                "expiresIn must be 60 to 3600 seconds",
-            ));
-        }
+            .unwrap_or_else(|| "temp/uploads".into());
+        let expires_in = body.expires_in.unwrap_or(900).clamp(60, 3600);
         // Every user writes under their own folder, so one seller cannot overwrite
         // another's objects.
         let key = match body.key {

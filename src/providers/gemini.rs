@@ -174,7 +174,7 @@ pub fn classify_error(status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> 
     let has_reason = |reason: &str| details.iter().any(|d| d["reason"] == reason);
     if has_reason("API_KEY_INVALID") {
         return ProviderError::permanent(
-            ErrorCode::UPSTREAM_ERROR,
+            ErrorCode::UPSTREAM_REJECTED,
             "gemini rejected the API key (check providers.gemini.api_key)",
         );
     }

@@ -12,7 +12,7 @@ use super::{ProviderError, UnitRequest};
 use crate::domain::jobs::UnitOutcome;
 use crate::domain::results::{delivery, size_json, SizeStatus};
 use crate::domain::ErrorCode;
-use crate::fetch::Fetcher;
+use crate::fetch::{FetchError, Fetcher};
 use crate::storage::{parse_reference, sniff_image, Storage, StorageError};
 
 /// Largest decoded input image side, to keep a decompression bomb out.
@@ -69,6 +69,14 @@ impl ImageSource {
             )
             .with_reason(reason)
         };
+        // The reference's IMAGE_INPUT_INVALID_CONTENT_TYPE (input-image-validation.ts L101).
+        let invalid_type = |message: String| {
+            ProviderError::permanent(
+                ErrorCode::IMAGE_INPUT_INVALID_CONTENT_TYPE,
+                format!("the input image could not be read: {message}"),
+            )
+            .with_reason("not_an_image")
+        };
         let bytes = if let Some(data) = reference.strip_prefix("data:") {
             let (_, b64) = data
                 .split_once(";base64,")
@@ -89,7 +97,15 @@ impl ImageSource {
         } else if reference.starts_with("http://") || reference.starts_with("https://") {
             self.fetcher
                 .fetch_image(reference)
-                .map_err(|e| missing(e.reason(), e.to_string()))?
+                .map_err(|e| match e {
+                    FetchError::Timeout => ProviderError::permanent(
+                        ErrorCode::IMAGE_INPUT_SOURCE_TIMEOUT,
+                        format!("the input image could not be read: {e}"),
+                    )
+                    .with_reason(e.reason()),
+                    FetchError::NotAnImage => invalid_type(e.to_string()),
+                    other => missing(other.reason(), other.to_string()),
+                })?
                 .bytes
         } else {
             return Err(missing(
@@ -98,7 +114,7 @@ impl ImageSource {
             ));
         };
         let mime = sniff_image(&bytes)
-            .ok_or_else(|| missing("not_an_image", "not a png, jpeg or webp image".into()))?;
+            .ok_or_else(|| invalid_type("not a png, jpeg or webp image".into()))?;
         check_dimensions(&bytes).map_err(|why| match why {
             DimensionError::Unreadable(e) => missing("not_an_image", e),
             DimensionError::TooLarge(message) => {

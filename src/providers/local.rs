@@ -63,6 +63,23 @@ pub struct LocalProvider {
     images: ImageSource,
 }
 
+/// Deterministic style selections: per dimension, the first allowed value the context
+/// names, else the list's first value.
+fn local_dimensions(input: &Value) -> Value {
+    let context = input.to_string().to_lowercase();
+    let selections: serde_json::Map<String, Value> = crate::generation::pipeline::STYLE_DIMENSIONS
+        .iter()
+        .map(|(key, values)| {
+            let pick = values
+                .iter()
+                .find(|v| context.contains(&v.to_lowercase()))
+                .unwrap_or(&values[0]);
+            (key.to_string(), json!(pick))
+        })
+        .collect();
+    json!({"selections": selections, "confidence": 0.6})
+}
+
 impl LocalProvider {
     /// The provider; it reads inputs from and stores outputs through `images`.
     pub fn new(config: LocalConfig, images: ImageSource) -> Self {
@@ -273,12 +290,7 @@ impl Provider for LocalProvider {
                     .map(|p| p.rsplit('/').next().unwrap_or(p))
                     .unwrap_or("the product")
             )],
-            TextPurpose::StyleDimensions => vec![json!({
-                "selections": {"background": "seamless white", "lighting": "soft box",
-                               "composition": "centred", "mood": "clean"},
-                "confidence": 0.6,
-            })
-            .to_string()],
+            TextPurpose::StyleDimensions => vec![local_dimensions(&request.input).to_string()],
         };
         for (i, chunk) in chunks.iter().enumerate() {
             if self.config.stream_fail_after_chunks == Some(i as u32) {

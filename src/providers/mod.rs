@@ -172,10 +172,12 @@ pub fn image_prompt(input: &Value) -> String {
     prompt
 }
 
-/// A refusal by the provider's safety filter: permanent, with a message a seller can act on.
+/// A refusal by the provider's safety filter: permanent, with a message a seller can act
+/// on, as the reference's `PROMPT_BLOCKED_BY_PROVIDER_POLICY` (read by the client's
+/// `lib/job-errors.ts` L16–18).
 pub fn safety_block(provider: &str, why: &str) -> ProviderError {
     ProviderError::permanent(
-        ErrorCode::UPSTREAM_ERROR,
+        ErrorCode::PROMPT_BLOCKED_BY_PROVIDER_POLICY,
         format!("content rejected by {provider}'s safety filter: {why}"),
     )
     .with_reason("content_rejected")

@@ -304,6 +304,10 @@ pub fn status_error(
         }
     } else if status == 404 {
         ProviderError::permanent(ErrorCode::MODEL_UNAVAILABLE, message)
+    } else if (400..500).contains(&status) {
+        // The reference's UPSTREAM_REJECTED: the upstream refused the request before any
+        // generation (process-generation-job/index.ts L4106–4108, L4125).
+        ProviderError::permanent(ErrorCode::UPSTREAM_REJECTED, message)
     } else {
         ProviderError::permanent(ErrorCode::UPSTREAM_ERROR, message)
     }
@@ -419,7 +423,7 @@ mod tests {
         for status in [400, 401, 402, 403, 422] {
             let e = status_error("x", status, None, "no");
             assert!(!e.retryable, "{status}");
-            assert_eq!(e.code, ErrorCode::UPSTREAM_ERROR);
+            assert_eq!(e.code, ErrorCode::UPSTREAM_REJECTED);
         }
         assert_eq!(
             status_error("x", 404, None, "").code,

@@ -1,6 +1,7 @@
 //! [`Storage`] in a directory: `<root>/<bucket>/<key>`, written atomically, symlinks
 //! never followed.
 
+use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -119,11 +120,26 @@ impl Storage for LocalStorage {
         }
     }
 
-    fn sweep(&self, bucket: &str, max_age: Duration) -> Result<usize, StorageError> {
+    fn sweep(
+        &self,
+        bucket: &str,
+        max_age: Duration,
+        keep: &HashSet<String>,
+    ) -> Result<usize, StorageError> {
         check_bucket(bucket)?;
         let cutoff = SystemTime::now().checked_sub(max_age).unwrap_or(UNIX_EPOCH);
         let mut removed = 0;
-        let mut dirs = vec![self.root.join(bucket)];
+        let base = self.root.join(bucket);
+        let kept = |path: &std::path::Path| {
+            path.strip_prefix(&base).ok().is_some_and(|rel| {
+                let key: Vec<_> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect();
+                keep.contains(&key.join("/"))
+            })
+        };
+        let mut dirs = vec![base.clone()];
         while let Some(dir) = dirs.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
@@ -134,6 +150,7 @@ impl Storage for LocalStorage {
                     dirs.push(entry.path());
                 } else if meta.is_file()
                     && meta.modified().is_ok_and(|t| t <= cutoff)
+                    && !kept(&entry.path())
                     && std::fs::remove_file(entry.path()).is_ok()
                 {
                     removed += 1;
@@ -159,11 +176,21 @@ mod tests {
         let (_dir, storage) = storage();
         storage.put("temp", "a/old.png", b"x", "image/png").unwrap();
         storage
+            .put("temp", "a/used.png", b"x", "image/png")
+            .unwrap();
+        storage
             .put("uploads", "keep.png", b"x", "image/png")
             .unwrap();
-        assert_eq!(storage.sweep("temp", Duration::from_secs(3600)).unwrap(), 0);
-        assert_eq!(storage.sweep("temp", Duration::ZERO).unwrap(), 1);
+        let keep = HashSet::from(["a/used.png".to_string()]);
+        assert_eq!(
+            storage
+                .sweep("temp", Duration::from_secs(3600), &keep)
+                .unwrap(),
+            0
+        );
+        assert_eq!(storage.sweep("temp", Duration::ZERO, &keep).unwrap(), 1);
         assert!(storage.get("temp", "a/old.png").is_err());
+        assert!(storage.get("temp", "a/used.png").is_ok());
         assert!(storage.get("uploads", "keep.png").is_ok());
     }
 

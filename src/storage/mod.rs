@@ -10,6 +10,7 @@ mod local;
 mod s3;
 mod signing;
 
+use std::collections::HashSet;
 use std::path::{Component, Path};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,9 +95,14 @@ pub trait Storage: Send + Sync {
     /// Deletes the object (a missing object is not an error).
     fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError>;
 
-    /// Deletes every object of `bucket` last written more than `max_age` ago; returns
-    /// how many went.
-    fn sweep(&self, bucket: &str, max_age: Duration) -> Result<usize, StorageError>;
+    /// Deletes every object of `bucket` last written more than `max_age` ago, except the
+    /// keys in `keep`; returns how many went.
+    fn sweep(
+        &self,
+        bucket: &str,
+        max_age: Duration,
+        keep: &HashSet<String>,
+    ) -> Result<usize, StorageError>;
 
     /// The public URL path of `bucket/key` (served by Atelier whatever the backend).
     fn url_for(&self, bucket: &str, key: &str) -> String {
@@ -158,6 +164,32 @@ pub fn parse_reference(reference: &str) -> Option<(String, String)> {
     check_object(bucket, &key)
         .is_ok()
         .then(|| (bucket.to_string(), key))
+}
+
+/// The keys of `bucket` that the JSON `payloads` reference (as storage URLs or
+/// `bucket/key`), wherever they sit in the JSON: the inputs a job keeps alive.
+pub fn referenced_keys(payloads: &[String], bucket: &str) -> HashSet<String> {
+    fn walk(value: &serde_json::Value, bucket: &str, out: &mut HashSet<String>) {
+        match value {
+            serde_json::Value::String(s) => {
+                if let Some((b, key)) = parse_reference(s) {
+                    if b == bucket {
+                        out.insert(key);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, bucket, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, bucket, out)),
+            _ => {}
+        }
+    }
+    let mut keys = HashSet::new();
+    for payload in payloads {
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(payload) {
+            walk(&value, bucket, &mut keys);
+        }
+    }
+    keys
 }
 
 /// The image type of `bytes` from their magic numbers: PNG, JPEG or WebP.

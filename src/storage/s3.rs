@@ -2,6 +2,7 @@
 //! presigned with SigV4 by `rusty-s3` and sent with a blocking `ureq` agent. Atelier's
 //! buckets become key prefixes: `uploads/<key>` in the configured bucket.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusty_s3::actions::{ListObjectsV2, S3Action};
@@ -294,7 +295,12 @@ impl Storage for S3Storage {
         self.delete_name(&Self::name(bucket, key)?)
     }
 
-    fn sweep(&self, bucket: &str, max_age: Duration) -> Result<usize, StorageError> {
+    fn sweep(
+        &self,
+        bucket: &str,
+        max_age: Duration,
+        keep: &HashSet<String>,
+    ) -> Result<usize, StorageError> {
         check_bucket(bucket)?;
         let cutoff = SystemTime::now()
             .checked_sub(max_age)
@@ -310,7 +316,10 @@ impl Storage for S3Storage {
             for (name, modified) in names {
                 let old = OffsetDateTime::parse(&modified, &Rfc3339)
                     .is_ok_and(|t| t.unix_timestamp_nanos() <= cutoff);
-                if old && self.delete_name(&name).is_ok() {
+                let kept = name
+                    .strip_prefix(&prefix)
+                    .is_some_and(|key| keep.contains(key));
+                if old && !kept && self.delete_name(&name).is_ok() {
                     removed += 1;
                 }
             }
