@@ -2,6 +2,7 @@
 //! callers get Atelier's own types and [`DbError`], never rusqlite rows or errors.
 
 pub mod accounts;
+pub mod auth_codes;
 pub mod alipay;
 pub mod billing;
 pub mod growth;
