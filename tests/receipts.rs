@@ -10,6 +10,7 @@ mod fake_stripe;
 
 use billing_support::*;
 use common::{json_with_status, TestApp, TestUser};
+use fake_stripe::{event, now_secs};
 use serde_json::{json, Value};
 
 /// The receipts queued for `to`, oldest first.
