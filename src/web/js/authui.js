@@ -13,7 +13,6 @@ export function setupAuthForm({ allowSignup = true } = {}) {
   const error = $('auth-error');
   const password = $('auth-password');
   let signingUp = false;
-  const confirm = setupConfirmForm();
 
   const mode = (signup) => {
     signingUp = signup;
@@ -26,6 +25,7 @@ export function setupAuthForm({ allowSignup = true } = {}) {
     }
     showError(error, null);
   };
+  const confirm = setupConfirmForm(() => mode(false));
   const toggle = document.getElementById('auth-switch');
   if (toggle) {
     toggle.hidden = !allowSignup;

@@ -8,8 +8,9 @@ import { $, busy, showError } from './dom.js';
 
 let email = '';
 
-/** Wires the code form (the studio's page has one; the console's has none). */
-export function setupConfirmForm() {
+/** Wires the code form (the studio's page has one; the console's has none);
+ *  `done` runs once a code signed the user in. */
+export function setupConfirmForm(done) {
   const form = document.getElementById('confirm-form');
   if (!form) return null;
   const error = $('confirm-error');
@@ -24,6 +25,7 @@ export function setupConfirmForm() {
       form.hidden = true;
       $('auth-form').hidden = false;
       $('auth-switch').hidden = false;
+      done();
       session.save(answer);
     } catch (err) {
       showError(error, err);
