@@ -48,7 +48,8 @@ fn address(tag: &str) -> String {
 }
 
 async fn auth_post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
-    app.post_json(&format!("/auth/v1/{path}"), None, &body).await
+    app.post_json(&format!("/auth/v1/{path}"), None, &body)
+        .await
 }
 
 async fn signup(app: &TestApp, email: &str) -> Value {
@@ -116,7 +117,10 @@ fn wrong(code: &str) -> String {
 }
 
 fn token_of(session: &Value) -> String {
-    session["access_token"].as_str().expect("a session").to_string()
+    session["access_token"]
+        .as_str()
+        .expect("a session")
+        .to_string()
 }
 
 async fn purchased(app: &TestApp, token: &str) -> i64 {
@@ -133,7 +137,11 @@ async fn a_signup_waits_for_its_mailed_code_and_is_paid_its_bonus_on_confirmatio
     assert!(user["email_confirmed_at"].is_null(), "{user}");
     assert!(user["confirmation_sent_at"].is_string(), "{user}");
     let mail = nth_mail_to(&smtp, &email, 1).await;
-    assert!(mail.data.contains("Subject: Confirm your e-mail address"), "{}", mail.data);
+    assert!(
+        mail.data.contains("Subject: Confirm your e-mail address"),
+        "{}",
+        mail.data
+    );
     let code = code_in(&mail);
     let stored: Vec<String> = app
         .running
@@ -148,22 +156,59 @@ async fn a_signup_waits_for_its_mailed_code_and_is_paid_its_bonus_on_confirmatio
         })
         .unwrap();
     assert_eq!(stored.len(), 1);
-    assert!(!stored[0].contains(&code) && stored[0].len() == 64, "stored hashed");
+    assert!(
+        !stored[0].contains(&code) && stored[0].len() == 64,
+        "stored hashed"
+    );
 
-    assert_gotrue_error(login(&app, &email, PASSWORD).await, 400, "email_not_confirmed").await;
-    assert_gotrue_error(login(&app, &email, "wrong-password!").await, 400, "invalid_credentials")
-        .await;
-    assert_gotrue_error(verify(&app, "signup", &email, &wrong(&code)).await, 403, "otp_expired")
-        .await;
-    assert_gotrue_error(verify(&app, "signup", "nobody@example.com", &code).await, 403, "otp_expired")
-        .await;
-    assert_gotrue_error(verify(&app, "magic", &email, &code).await, 400, "validation_failed").await;
+    assert_gotrue_error(
+        login(&app, &email, PASSWORD).await,
+        400,
+        "email_not_confirmed",
+    )
+    .await;
+    assert_gotrue_error(
+        login(&app, &email, "wrong-password!").await,
+        400,
+        "invalid_credentials",
+    )
+    .await;
+    assert_gotrue_error(
+        verify(&app, "signup", &email, &wrong(&code)).await,
+        403,
+        "otp_expired",
+    )
+    .await;
+    assert_gotrue_error(
+        verify(&app, "signup", "nobody@example.com", &code).await,
+        403,
+        "otp_expired",
+    )
+    .await;
+    assert_gotrue_error(
+        verify(&app, "magic", &email, &code).await,
+        400,
+        "validation_failed",
+    )
+    .await;
 
     let session = json_with_status(verify(&app, "signup", &email, &code).await, 200).await;
-    assert!(session["user"]["email_confirmed_at"].is_string(), "{session}");
+    assert!(
+        session["user"]["email_confirmed_at"].is_string(),
+        "{session}"
+    );
     let token = token_of(&session);
-    assert_eq!(purchased(&app, &token).await, 30, "the bonus, on confirmation");
-    assert_gotrue_error(verify(&app, "signup", &email, &code).await, 403, "otp_expired").await;
+    assert_eq!(
+        purchased(&app, &token).await,
+        30,
+        "the bonus, on confirmation"
+    );
+    assert_gotrue_error(
+        verify(&app, "signup", &email, &code).await,
+        403,
+        "otp_expired",
+    )
+    .await;
     assert_eq!(purchased(&app, &token).await, 30, "a code confirms once");
     let again = json_with_status(login(&app, &email, PASSWORD).await, 200).await;
     assert_eq!(again["user"]["id"], user["id"]);
@@ -197,28 +242,51 @@ async fn five_wrong_tries_spend_a_code_an_expired_code_is_refused_and_resend_mai
     signup(&app, &email).await;
     let code = code_for(&smtp, &email, 1).await;
     for _ in 0..5 {
-        assert_gotrue_error(verify(&app, "signup", &email, &wrong(&code)).await, 403, "otp_expired")
-            .await;
+        assert_gotrue_error(
+            verify(&app, "signup", &email, &wrong(&code)).await,
+            403,
+            "otp_expired",
+        )
+        .await;
     }
-    assert_gotrue_error(verify(&app, "signup", &email, &code).await, 403, "otp_expired").await;
+    assert_gotrue_error(
+        verify(&app, "signup", &email, &code).await,
+        403,
+        "otp_expired",
+    )
+    .await;
 
     assert_eq!(
-        json_with_status(auth_post(&app, "resend", json!({"type": "signup", "email": email})).await, 200)
-            .await,
+        json_with_status(
+            auth_post(&app, "resend", json!({"type": "signup", "email": email})).await,
+            200
+        )
+        .await,
         json!({})
     );
     let fresh = code_for(&smtp, &email, 2).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_gotrue_error(verify(&app, "signup", &email, &fresh).await, 403, "otp_expired").await;
+    assert_gotrue_error(
+        verify(&app, "signup", &email, &fresh).await,
+        403,
+        "otp_expired",
+    )
+    .await;
 
-    json_with_status(auth_post(&app, "resend", json!({"type": "signup", "email": email})).await, 200)
-        .await;
+    json_with_status(
+        auth_post(&app, "resend", json!({"type": "signup", "email": email})).await,
+        200,
+    )
+    .await;
     let third = code_for(&smtp, &email, 3).await;
     json_with_status(verify(&app, "signup", &email, &third).await, 200).await;
     // Nothing to resend for a confirmed address, or an unknown one: the same answer.
     for to in [email.as_str(), "unknown@example.com"] {
-        json_with_status(auth_post(&app, "resend", json!({"type": "signup", "email": to})).await, 200)
-            .await;
+        json_with_status(
+            auth_post(&app, "resend", json!({"type": "signup", "email": to})).await,
+            200,
+        )
+        .await;
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(smtp.received().len(), 3);
@@ -253,9 +321,23 @@ async fn the_bonus_is_paid_once_per_address_even_after_deletion_and_a_new_signup
         .unwrap();
     let deleted = json_with_status(delete(service.clone()).await, 200).await;
     assert_eq!(deleted["id"], id);
-    assert_gotrue_error(delete(admin.access_token.clone()).await, 404, "user_not_found").await;
-    assert_eq!(app.get("/v1/me", Some(&token)).await.status(), 401, "sessions ended");
-    assert_gotrue_error(login(&app, &email, PASSWORD).await, 400, "invalid_credentials").await;
+    assert_gotrue_error(
+        delete(admin.access_token.clone()).await,
+        404,
+        "user_not_found",
+    )
+    .await;
+    assert_eq!(
+        app.get("/v1/me", Some(&token)).await.status(),
+        401,
+        "sessions ended"
+    );
+    assert_gotrue_error(
+        login(&app, &email, PASSWORD).await,
+        400,
+        "invalid_credentials",
+    )
+    .await;
 
     // The address signs up again (and a +tag of it): each confirms, neither is paid.
     let tagged = email.replace('@', "+again@");
@@ -286,11 +368,20 @@ async fn recovery_mails_a_code_only_to_real_accounts_and_answers_the_same_for_al
         assert_eq!(body, json!({}));
     }
     let mail = nth_mail_to(&smtp, &user.email, 1).await;
-    assert!(mail.data.contains("Subject: Reset your password"), "{}", mail.data);
+    assert!(
+        mail.data.contains("Subject: Reset your password"),
+        "{}",
+        mail.data
+    );
     let code = code_in(&mail);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(smtp.received().len(), 1, "nothing for an unknown address");
-    assert_gotrue_error(verify(&app, "signup", &user.email, &code).await, 403, "otp_expired").await;
+    assert_gotrue_error(
+        verify(&app, "signup", &user.email, &code).await,
+        403,
+        "otp_expired",
+    )
+    .await;
     let session = json_with_status(verify(&app, "recovery", &user.email, &code).await, 200).await;
     let token = token_of(&session);
 
@@ -307,19 +398,37 @@ async fn recovery_mails_a_code_only_to_real_accounts_and_answers_the_same_for_al
                 .unwrap()
         }
     };
-    assert_gotrue_error(put(json!({"password": user.password})).await, 422, "same_password").await;
-    assert_gotrue_error(put(json!({"password": "short"})).await, 422, "weak_password").await;
+    assert_gotrue_error(
+        put(json!({"password": user.password})).await,
+        422,
+        "same_password",
+    )
+    .await;
+    assert_gotrue_error(
+        put(json!({"password": "short"})).await,
+        422,
+        "weak_password",
+    )
+    .await;
     let updated = json_with_status(
-        put(json!({"password": "a-brand-new-password", "data": {"full_name": "Ada Lovelace"}})).await,
+        put(json!({"password": "a-brand-new-password", "data": {"full_name": "Ada Lovelace"}}))
+            .await,
         200,
     )
     .await;
     assert_eq!(updated["user_metadata"]["full_name"], "Ada Lovelace");
-    assert_gotrue_error(login(&app, &user.email, &user.password).await, 400, "invalid_credentials")
-        .await;
+    assert_gotrue_error(
+        login(&app, &user.email, &user.password).await,
+        400,
+        "invalid_credentials",
+    )
+    .await;
     json_with_status(login(&app, &user.email, "a-brand-new-password").await, 200).await;
-    let cleared = json_with_status(put(json!({"data": {"full_name": null, "company": "X"}})).await, 200)
-        .await;
+    let cleared = json_with_status(
+        put(json!({"data": {"full_name": null, "company": "X"}})).await,
+        200,
+    )
+    .await;
     assert_eq!(cleared["user_metadata"], json!({"company": "X"}));
     assert_eq!(
         app.client
@@ -347,19 +456,42 @@ async fn an_address_change_is_confirmed_by_a_code_sent_to_the_new_address() {
     let put = |body: Value| {
         let client = app.client.clone();
         let (url, token) = (app.url("/auth/v1/user"), token.clone());
-        async move { client.put(url).bearer_auth(token).json(&body).send().await.unwrap() }
+        async move {
+            client
+                .put(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
     };
     assert_gotrue_error(put(json!({"email": taken})).await, 422, "email_exists").await;
     let new_email = address("new");
     let pending = json_with_status(put(json!({"email": new_email})).await, 200).await;
-    assert_eq!(pending["email"], email.as_str(), "unchanged until confirmed");
+    assert_eq!(
+        pending["email"],
+        email.as_str(),
+        "unchanged until confirmed"
+    );
     assert_eq!(pending["new_email"], new_email.as_str());
     let code = code_for(&smtp, &new_email, 1).await;
-    assert_gotrue_error(verify(&app, "email_change", &email, &code).await, 403, "otp_expired").await;
-    let session = json_with_status(verify(&app, "email_change", &new_email, &code).await, 200).await;
+    assert_gotrue_error(
+        verify(&app, "email_change", &email, &code).await,
+        403,
+        "otp_expired",
+    )
+    .await;
+    let session =
+        json_with_status(verify(&app, "email_change", &new_email, &code).await, 200).await;
     assert_eq!(session["user"]["email"], new_email.as_str());
     json_with_status(login(&app, &new_email, PASSWORD).await, 200).await;
-    assert_gotrue_error(login(&app, &email, PASSWORD).await, 400, "invalid_credentials").await;
+    assert_gotrue_error(
+        login(&app, &email, PASSWORD).await,
+        400,
+        "invalid_credentials",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -379,8 +511,11 @@ async fn code_mails_are_limited_per_address_and_verification_per_ip() {
     )
     .await;
     // Unknown or not, a second request for one address within the interval is refused.
-    json_with_status(auth_post(&app, "recover", json!({"email": "ghost@example.com"})).await, 200)
-        .await;
+    json_with_status(
+        auth_post(&app, "recover", json!({"email": "ghost@example.com"})).await,
+        200,
+    )
+    .await;
     assert_gotrue_error(
         auth_post(&app, "recover", json!({"email": "GHOST@example.com"})).await,
         429,
@@ -390,11 +525,20 @@ async fn code_mails_are_limited_per_address_and_verification_per_ip() {
     let code = code_for(&smtp, &email, 1).await;
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(verify(&app, "signup", &email, &wrong(&code)).await.status().as_u16());
+        statuses.push(
+            verify(&app, "signup", &email, &wrong(&code))
+                .await
+                .status()
+                .as_u16(),
+        );
     }
     assert!(statuses.contains(&429), "{statuses:?}");
-    assert_gotrue_error(verify(&app, "signup", &email, &code).await, 429, "over_request_rate_limit")
-        .await;
+    assert_gotrue_error(
+        verify(&app, "signup", &email, &code).await,
+        429,
+        "over_request_rate_limit",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -405,7 +549,10 @@ async fn with_the_smtp_server_down_the_signup_succeeds_and_its_code_arrives_late
     let email = address("later");
     let started = std::time::Instant::now();
     let user = signup(&app, &email).await;
-    assert!(started.elapsed() < Duration::from_secs(2), "the signup did not wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the signup did not wait"
+    );
     assert!(user["email_confirmed_at"].is_null());
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(smtp.received().is_empty());
@@ -424,7 +571,11 @@ async fn without_confirm_email_a_signup_signs_in_at_once_with_its_bonus() {
     .await;
     let user = app.new_user().await;
     assert_eq!(purchased(&app, &user.access_token).await, 30);
-    let me = json_with_status(app.get("/auth/v1/user", Some(&user.access_token)).await, 200).await;
+    let me = json_with_status(
+        app.get("/auth/v1/user", Some(&user.access_token)).await,
+        200,
+    )
+    .await;
     assert!(me["email_confirmed_at"].is_string(), "{me}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(smtp.received().is_empty(), "no mail without confirmation");

@@ -48,14 +48,24 @@ async fn a_checkout_and_each_renewal_send_one_receipt_across_replayed_webhooks()
         .unwrap();
     json_with_status(res, 200).await;
 
-    let pack = completed("evt_rc_1", checkout_session("cs_rc_1", &user, STARTER_PACK, "payment"));
+    let pack = completed(
+        "evt_rc_1",
+        checkout_session("cs_rc_1", &user, STARTER_PACK, "payment"),
+    );
     for _ in 0..3 {
         deliver_ok(&app, &pack).await;
     }
     let mine = receipts_to(&app, &admin, &user.email).await;
     assert_eq!(mine.len(), 1, "{mine:?}");
     assert_eq!(mine[0]["locale"], "en");
-    assert!(mine[0]["subject"].as_str().unwrap().starts_with("Receipt: "), "{}", mine[0]);
+    assert!(
+        mine[0]["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("Receipt: "),
+        "{}",
+        mine[0]
+    );
 
     let sub = completed(
         "evt_rc_2",
@@ -76,7 +86,10 @@ async fn a_checkout_and_each_renewal_send_one_receipt_across_replayed_webhooks()
     assert_eq!(theirs.len(), 2, "checkout + one renewal: {theirs:?}");
     for mail in &theirs {
         assert_eq!(mail["locale"], "zh");
-        assert!(mail["subject"].as_str().unwrap().starts_with("付款收据"), "{mail}");
+        assert!(
+            mail["subject"].as_str().unwrap().starts_with("付款收据"),
+            "{mail}"
+        );
     }
     // The bodies as sent: the offline transport wrote them as .eml files.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -94,7 +107,9 @@ async fn a_checkout_and_each_renewal_send_one_receipt_across_replayed_webhooks()
     };
     assert_eq!(texts.len(), 3, "three receipts written");
     assert!(
-        texts.iter().any(|t| t.contains("USD 5.00") && t.contains("credits were added")),
+        texts
+            .iter()
+            .any(|t| t.contains("USD 5.00") && t.contains("credits were added")),
         "{texts:?}"
     );
     assert_audit_clean(&app);

@@ -745,7 +745,9 @@ async fn a_seller_confirms_binds_an_invite_redeems_and_the_admin_manages_codes_a
         )
         .await;
 
-    browser.fill("#bind-code", &inviter_code.to_lowercase()).await;
+    browser
+        .fill("#bind-code", &inviter_code.to_lowercase())
+        .await;
     browser.click("#bind-submit").await;
     browser
         .until(
@@ -822,7 +824,10 @@ async fn a_seller_confirms_binds_an_invite_redeems_and_the_admin_manages_codes_a
         )
         .await;
     let bindings = browser.text("#invite-bindings").await;
-    assert!(bindings.contains(&inviter) && bindings.contains(&seller), "{bindings}");
+    assert!(
+        bindings.contains(&inviter) && bindings.contains(&seller),
+        "{bindings}"
+    );
     browser
         .until(
             "the confirmation mails in the outbox",

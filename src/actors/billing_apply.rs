@@ -302,7 +302,14 @@ fn checkout_completed(conn: &Connection, event: &Event, now: i64) -> Result<Outc
             ..Payment::default()
         },
     )?;
-    receipt(conn, &user_id, &package, s["amount_total"].as_i64(), s, &grant_key)?;
+    receipt(
+        conn,
+        &user_id,
+        &package,
+        s["amount_total"].as_i64(),
+        s,
+        &grant_key,
+    )?;
     bdb::close_session(conn, session_id, "complete")?;
     Ok(Outcome::applied(
         &user_id,
@@ -441,7 +448,14 @@ fn invoice_paid(conn: &Connection, event: &Event, now: i64) -> Result<Outcome, A
             ..Payment::default()
         },
     )?;
-    receipt(conn, &user_id, &package, inv["amount_paid"].as_i64(), inv, &grant_key)?;
+    receipt(
+        conn,
+        &user_id,
+        &package,
+        inv["amount_paid"].as_i64(),
+        inv,
+        &grant_key,
+    )?;
     if let Some(sub) = subscription {
         bdb::set_status(conn, sub, "active", None, event.created, now)?;
         if let Some(end) = ev::invoice_period_end(inv) {

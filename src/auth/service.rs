@@ -65,10 +65,9 @@ impl AuthService {
             .chain_update(secret)
             .finalize()
             .to_vec();
-        let mail_limiter = Quota::with_period(std::time::Duration::from_secs(
-            config.email_interval_secs,
-        ))
-        .map(|quota| Arc::new(RateLimiter::keyed(quota)));
+        let mail_limiter =
+            Quota::with_period(std::time::Duration::from_secs(config.email_interval_secs))
+                .map(|quota| Arc::new(RateLimiter::keyed(quota)));
         AuthService {
             code_key: Arc::new(code_key),
             mail_limiter,
@@ -103,7 +102,10 @@ impl AuthService {
             return Err(AuthError::signup_disabled());
         }
         if self.config.confirm_email {
-            return self.signup_unconfirmed(email, pass, data).await.map(Signup::Pending);
+            return self
+                .signup_unconfirmed(email, pass, data)
+                .await
+                .map(Signup::Pending);
         }
         let user = self
             .create_account(email, pass, data, "authenticated")

@@ -2,8 +2,8 @@
 //! callers get Atelier's own types and [`DbError`], never rusqlite rows or errors.
 
 pub mod accounts;
-pub mod auth_codes;
 pub mod alipay;
+pub mod auth_codes;
 pub mod billing;
 pub mod growth;
 pub mod jobs;

@@ -57,7 +57,13 @@ pub fn code_hash(key: &[u8], user_id: &str, purpose: Purpose, code: &str) -> Str
 
 /// Whether `typed` (spaces ignored, as people paste codes) matches `stored`, in
 /// constant time.
-pub fn code_matches(key: &[u8], user_id: &str, purpose: Purpose, typed: &str, stored: &str) -> bool {
+pub fn code_matches(
+    key: &[u8],
+    user_id: &str,
+    purpose: Purpose,
+    typed: &str,
+    stored: &str,
+) -> bool {
     let typed: String = typed.chars().filter(|c| !c.is_whitespace()).collect();
     if typed.len() != 6 || !typed.chars().all(|c| c.is_ascii_digit()) {
         return false;
@@ -143,8 +149,20 @@ mod tests {
         assert!(code_matches(b"k", "u1", Purpose::Signup, &spaced, &stored));
         assert!(!code_matches(b"k", "u2", Purpose::Signup, &code, &stored));
         assert!(!code_matches(b"k", "u1", Purpose::Recovery, &code, &stored));
-        assert!(!code_matches(b"other", "u1", Purpose::Signup, &code, &stored));
-        assert!(!code_matches(b"k", "u1", Purpose::Signup, "abcdef", &stored));
+        assert!(!code_matches(
+            b"other",
+            "u1",
+            Purpose::Signup,
+            &code,
+            &stored
+        ));
+        assert!(!code_matches(
+            b"k",
+            "u1",
+            Purpose::Signup,
+            "abcdef",
+            &stored
+        ));
     }
 
     #[test]
