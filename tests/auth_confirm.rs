@@ -22,21 +22,12 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct-horse-battery";
 
-fn smtp_config(c: &mut Config, smtp: &FakeSmtp) {
-    c.mail.transport = "smtp".into();
-    c.mail.smtp_host = "127.0.0.1".into();
-    c.mail.smtp_port = smtp.port;
-    c.mail.smtp_tls = "none".into();
-    c.mail.timeout_secs = 2;
-    c.mail.retry_base_secs = 1;
-    c.auth.confirm_email = true;
-    c.auth.email_interval_secs = 0;
-}
-
 async fn confirming_app(tweak: impl FnOnce(&mut Config)) -> (TestApp, FakeSmtp) {
     let smtp = fake_smtp::start().await;
     let app = spawn_app_with(|c| {
-        smtp_config(c, &smtp);
+        smtp.configure(c);
+        c.auth.confirm_email = true;
+        c.auth.email_interval_secs = 0;
         tweak(c);
     })
     .await;
@@ -121,6 +112,17 @@ fn token_of(session: &Value) -> String {
         .as_str()
         .expect("a session")
         .to_string()
+}
+
+/// `PUT /auth/v1/user` with `token`.
+async fn put_user(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
+    app.client
+        .put(app.url("/auth/v1/user"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn purchased(app: &TestApp, token: &str) -> i64 {
@@ -385,34 +387,25 @@ async fn recovery_mails_a_code_only_to_real_accounts_and_answers_the_same_for_al
     let session = json_with_status(verify(&app, "recovery", &user.email, &code).await, 200).await;
     let token = token_of(&session);
 
-    let put = |body: Value| {
-        let client = app.client.clone();
-        let (url, token) = (app.url("/auth/v1/user"), token.clone());
-        async move {
-            client
-                .put(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
     assert_gotrue_error(
-        put(json!({"password": user.password})).await,
+        put_user(&app, &token, json!({"password": user.password})).await,
         422,
         "same_password",
     )
     .await;
     assert_gotrue_error(
-        put(json!({"password": "short"})).await,
+        put_user(&app, &token, json!({"password": "short"})).await,
         422,
         "weak_password",
     )
     .await;
     let updated = json_with_status(
-        put(json!({"password": "a-brand-new-password", "data": {"full_name": "Ada Lovelace"}}))
-            .await,
+        put_user(
+            &app,
+            &token,
+            json!({"password": "a-brand-new-password", "data": {"full_name": "Ada Lovelace"}}),
+        )
+        .await,
         200,
     )
     .await;
@@ -425,7 +418,12 @@ async fn recovery_mails_a_code_only_to_real_accounts_and_answers_the_same_for_al
     .await;
     json_with_status(login(&app, &user.email, "a-brand-new-password").await, 200).await;
     let cleared = json_with_status(
-        put(json!({"data": {"full_name": null, "company": "X"}})).await,
+        put_user(
+            &app,
+            &token,
+            json!({"data": {"full_name": null, "company": "X"}}),
+        )
+        .await,
         200,
     )
     .await;
@@ -453,22 +451,18 @@ async fn an_address_change_is_confirmed_by_a_code_sent_to_the_new_address() {
     let token = token_of(&json_with_status(verify(&app, "signup", &email, &code).await, 200).await);
     let taken = address("taken");
     signup(&app, &taken).await;
-    let put = |body: Value| {
-        let client = app.client.clone();
-        let (url, token) = (app.url("/auth/v1/user"), token.clone());
-        async move {
-            client
-                .put(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    assert_gotrue_error(put(json!({"email": taken})).await, 422, "email_exists").await;
+    assert_gotrue_error(
+        put_user(&app, &token, json!({"email": taken})).await,
+        422,
+        "email_exists",
+    )
+    .await;
     let new_email = address("new");
-    let pending = json_with_status(put(json!({"email": new_email})).await, 200).await;
+    let pending = json_with_status(
+        put_user(&app, &token, json!({"email": new_email})).await,
+        200,
+    )
+    .await;
     assert_eq!(
         pending["email"],
         email.as_str(),

@@ -125,10 +125,7 @@ async fn supabase_js_confirms_recovers_and_updates_the_user_with_mailed_codes() 
         c.auth.confirm_email = true;
         c.auth.email_interval_secs = 0;
         c.auth.signup_bonus_credits = 30;
-        c.mail.transport = "smtp".into();
-        c.mail.smtp_host = "127.0.0.1".into();
-        c.mail.smtp_port = smtp.port;
-        c.mail.smtp_tls = "none".into();
+        smtp.configure(c);
     })
     .await;
     let env = vec![("MAILBOX_URL", mailbox)];

@@ -4,6 +4,7 @@
 pub mod billing;
 pub mod credits;
 pub mod error;
+pub mod hex;
 pub mod jobs;
 pub mod otp;
 pub mod phoenix;

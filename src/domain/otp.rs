@@ -50,9 +50,13 @@ pub fn new_code() -> String {
 
 /// The stored form of `code` for `user_id` and `purpose`: hex HMAC-SHA256 under `key`.
 pub fn code_hash(key: &[u8], user_id: &str, purpose: Purpose, code: &str) -> String {
+    super::hex::encode(&mac(key, user_id, purpose, code).finalize().into_bytes())
+}
+
+fn mac(key: &[u8], user_id: &str, purpose: Purpose, code: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(format!("{user_id}\n{}\n{code}", purpose.as_str()).as_bytes());
-    hex(&mac.finalize().into_bytes())
+    mac
 }
 
 /// Whether `typed` (spaces ignored, as people paste codes) matches `stored`, in
@@ -68,10 +72,10 @@ pub fn code_matches(
     if typed.len() != 6 || !typed.chars().all(|c| c.is_ascii_digit()) {
         return false;
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(format!("{user_id}\n{}\n{typed}", purpose.as_str()).as_bytes());
-    match unhex(stored) {
-        Some(bytes) => mac.verify_slice(&bytes).is_ok(),
+    match super::hex::decode(stored) {
+        Some(bytes) => mac(key, user_id, purpose, &typed)
+            .verify_slice(&bytes)
+            .is_ok(),
         None => false,
     }
 }
@@ -116,21 +120,7 @@ pub fn bonus_address(email: &str) -> String {
 
 /// The key of [`bonus_address`] in `signup_bonus_claims`: hex SHA-256.
 pub fn bonus_address_hash(email: &str) -> String {
-    hex(&Sha256::digest(bonus_address(email).as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    super::hex::encode(&Sha256::digest(bonus_address(email).as_bytes()))
 }
 
 #[cfg(test)]

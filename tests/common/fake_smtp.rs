@@ -63,6 +63,17 @@ impl FakeSmtp {
 }
 
 impl FakeSmtp {
+    /// Points `config`'s mailer at this server (SMTP without TLS, short timeouts and
+    /// retries, as a test wants them).
+    pub fn configure(&self, config: &mut atelier::config::Config) {
+        config.mail.transport = "smtp".into();
+        config.mail.smtp_host = "127.0.0.1".into();
+        config.mail.smtp_port = self.port;
+        config.mail.smtp_tls = "none".into();
+        config.mail.timeout_secs = 2;
+        config.mail.retry_base_secs = 1;
+    }
+
     /// Serves the received messages over HTTP on 127.0.0.1 for a test client in another
     /// process (the supabase-js tests): `GET /messages?to=ADDR` answers
     /// `[{"to": [...], "data": "..."}]`, oldest first. Answers the base URL.
