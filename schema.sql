@@ -395,3 +395,39 @@ CREATE TABLE mail_outbox (
     sent_at          INTEGER
 );
 CREATE INDEX mail_outbox_due ON mail_outbox(next_attempt_at) WHERE status = 'queued';
+
+-- migration: 12
+-- E-mail confirmation and recovery. `email_confirmed_at` is NULL until the address is
+-- confirmed (accounts that existed before count as confirmed); `deleted_at` marks an
+-- account deleted through the GoTrue admin API (its address is released, its ledger kept).
+-- `auth_codes` holds one live 6-digit code per user and purpose, as an HMAC, never the
+-- code itself. `signup_bonus_claims` remembers, by a hash of the normalised address,
+-- that an address has had its signup bonus: it outlives the account, so deleting an
+-- account and signing up again never pays the bonus twice. `mail_outbox.dedup_key`
+-- makes a message (a receipt) queued at most once per payment.
+ALTER TABLE users ADD COLUMN email_confirmed_at INTEGER;
+ALTER TABLE users ADD COLUMN deleted_at INTEGER;
+UPDATE users SET email_confirmed_at = created_at;
+
+CREATE TABLE auth_codes (
+    user_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    purpose      TEXT NOT NULL CHECK (purpose IN ('signup', 'recovery', 'email_change')),
+    code_hash    TEXT NOT NULL,
+    new_email    TEXT,                          -- the address an email_change confirms
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    expires_at   INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, purpose)
+);
+CREATE INDEX auth_codes_new_email ON auth_codes(new_email COLLATE NOCASE)
+    WHERE new_email IS NOT NULL;
+
+CREATE TABLE signup_bonus_claims (
+    email_hash   TEXT PRIMARY KEY,              -- hex SHA-256 of the normalised address
+    user_id      TEXT NOT NULL,                 -- no foreign key: outlives the account
+    ledger_key   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+
+ALTER TABLE mail_outbox ADD COLUMN dedup_key TEXT;
+CREATE UNIQUE INDEX mail_outbox_dedup ON mail_outbox(dedup_key) WHERE dedup_key IS NOT NULL;

@@ -486,6 +486,13 @@ pub struct AuthConfig {
     pub rate_limit_per_minute: u32,
     /// Whether `POST /auth/v1/signup` is open.
     pub allow_signup: bool,
+    /// Whether a new account must confirm its address with a mailed 6-digit code before
+    /// it can sign in (and receives its signup bonus only then).
+    pub confirm_email: bool,
+    /// How long a mailed code (confirmation, recovery, address change) stays valid.
+    pub code_ttl_secs: u64,
+    /// Shortest time between two code mails to one address (0: no limit).
+    pub email_interval_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -498,6 +505,9 @@ impl Default for AuthConfig {
             anon_key: None,
             rate_limit_per_minute: 30,
             allow_signup: true,
+            confirm_email: false,
+            code_ttl_secs: 600,
+            email_interval_secs: 60,
         }
     }
 }
@@ -764,6 +774,9 @@ impl Config {
         }
         if self.auth.access_token_ttl_secs < 60 {
             return bad("auth.access_token_ttl_secs", "must be at least 60");
+        }
+        if self.auth.code_ttl_secs < 1 || self.auth.code_ttl_secs > 86_400 {
+            return bad("auth.code_ttl_secs", "must be between 1 and 86400");
         }
         if self.auth.signup_bonus_credits < 0 {
             return bad("auth.signup_bonus_credits", "must not be negative");

@@ -543,3 +543,39 @@ async fn cli_reconcile_grants_a_paid_order() {
     let again = run(fake.clone(), dir.path().to_path_buf()).await.unwrap();
     assert!(again.contains("0 paid, 0 expired"), "{again}");
 }
+
+/// A paid Alipay order sends one receipt (in CNY), however often Alipay notifies.
+#[tokio::test]
+async fn a_paid_order_sends_one_receipt_across_repeated_notifies() {
+    let (app, fake) = alipay_app().await;
+    let admin = app.new_admin().await;
+    let user = app.new_user().await;
+    let order = checkout(&app, &user, STARTER_PACK, DESKTOP).await;
+    let no = order["out_trade_no"].as_str().unwrap();
+    let good = fake.sign_notify(fake.notify_params(no, "36.00", "TRADE_SUCCESS"));
+    for _ in 0..3 {
+        assert_eq!(post_notify(&app, &good).await, (200, "success".into()));
+    }
+    let outbox = json_with_status(
+        app.get("/v1/admin/mail-outbox?limit=100", Some(&admin.access_token))
+            .await,
+        200,
+    )
+    .await;
+    let receipts: Vec<&Value> = outbox["mails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "receipt" && m["to"] == user.email.as_str())
+        .collect();
+    assert_eq!(receipts.len(), 1, "{outbox}");
+    let mail = app.running.as_ref().unwrap().state.db.with_conn(|conn| {
+        Ok(conn.query_row(
+            "SELECT text_body FROM mail_outbox WHERE kind = 'receipt'",
+            [],
+            |r| r.get::<_, String>(0),
+        )?)
+    });
+    assert!(mail.unwrap().contains("CNY 36.00"));
+    app.stop().await;
+}

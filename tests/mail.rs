@@ -98,10 +98,7 @@ async fn without_a_mail_server_messages_become_readable_eml_files() {
 async fn smtp_delivers_with_authentication() {
     let smtp = fake_smtp::start().await;
     let app = spawn_app_with(|c| {
-        c.mail.transport = "smtp".into();
-        c.mail.smtp_host = "127.0.0.1".into();
-        c.mail.smtp_port = smtp.port;
-        c.mail.smtp_tls = "none".into();
+        smtp.configure(c);
         c.mail.smtp_username = "atelier".into();
         c.mail.smtp_password = "s3cret".into();
         c.mail.from = "Studio <studio@example.com>".into();
@@ -130,15 +127,7 @@ async fn smtp_delivers_with_authentication() {
 async fn with_the_smtp_server_down_the_outbox_retries_and_the_request_still_succeeds() {
     let smtp = fake_smtp::start().await;
     smtp.down();
-    let app = spawn_app_with(|c| {
-        c.mail.transport = "smtp".into();
-        c.mail.smtp_host = "127.0.0.1".into();
-        c.mail.smtp_port = smtp.port;
-        c.mail.smtp_tls = "none".into();
-        c.mail.timeout_secs = 2;
-        c.mail.retry_base_secs = 1;
-    })
-    .await;
+    let app = spawn_app_with(|c| smtp.configure(c)).await;
     let admin = app.new_admin().await;
     let started = std::time::Instant::now();
     assert_eq!(

@@ -5,6 +5,8 @@
 #[path = "common/billing.rs"]
 mod billing_support;
 mod common;
+#[path = "common/fake_smtp.rs"]
+mod fake_smtp;
 #[path = "common/fake_stripe.rs"]
 mod fake_stripe;
 
@@ -32,6 +34,16 @@ fn node_ready(js: &Path) -> bool {
 
 /// Runs one node test file against `base`; returns node's report after asserting success.
 async fn run_node(js: &Path, file: &'static str, base: String) -> String {
+    run_node_with(js, file, base, Vec::new()).await
+}
+
+/// As [`run_node`], with more environment variables for the node test.
+async fn run_node_with(
+    js: &Path,
+    file: &'static str,
+    base: String,
+    env: Vec<(&'static str, String)>,
+) -> String {
     let js = js.to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
@@ -41,6 +53,7 @@ async fn run_node(js: &Path, file: &'static str, base: String) -> String {
             .current_dir(&js)
             .env("ATELIER_URL", base)
             .env("ATELIER_ANON_KEY", ANON_KEY)
+            .envs(env)
             .output()
             .expect("node runs")
     })
@@ -91,6 +104,33 @@ async fn the_reference_clients_reads_and_channels_work() {
     billing_support::fixture_packages(&app);
     let report = run_node(&js, "reference.test.mjs", app.base.clone()).await;
     assert!(report.contains("# pass 4"), "{report}");
+    assert!(report.contains("# fail 0"), "{report}");
+    app.stop().await;
+}
+
+/// The reference's sign-up with e-mail confirmation (`AuthForm.tsx`: `signUp`, then
+/// `verifyOtp({type: 'signup'})`), password recovery and `updateUser`, through
+/// supabase-js (tests/js/confirm.test.mjs), every code read from a mail the fake SMTP
+/// server received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supabase_js_confirms_recovers_and_updates_the_user_with_mailed_codes() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    if !node_ready(&js) {
+        return;
+    }
+    let smtp = fake_smtp::start().await;
+    let mailbox = smtp.serve_http().await;
+    let app = spawn_app_with(|c| {
+        c.auth.anon_key = Some(ANON_KEY.into());
+        c.auth.confirm_email = true;
+        c.auth.email_interval_secs = 0;
+        c.auth.signup_bonus_credits = 30;
+        smtp.configure(c);
+    })
+    .await;
+    let env = vec![("MAILBOX_URL", mailbox)];
+    let report = run_node_with(&js, "confirm.test.mjs", app.base.clone(), env).await;
+    assert!(report.contains("# pass 2"), "{report}");
     assert!(report.contains("# fail 0"), "{report}");
     app.stop().await;
 }

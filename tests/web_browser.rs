@@ -687,3 +687,207 @@ async fn alipay_purchase(browser: &Browser, credits: i64, expected: &mut i64) {
         )
         .await;
 }
+
+// ---- Accounts and growth: confirmation code, invite, redeem, the console's pages ----
+
+/// The code of the newest confirmation mail to `to`, from the outbox as queued.
+fn mailed_code(app: &TestApp, to: &str) -> String {
+    let to = to.to_string();
+    let text = app
+        .running
+        .as_ref()
+        .expect("running")
+        .state
+        .db
+        .with_conn(move |conn| {
+            Ok(conn.query_row(
+                "SELECT text_body FROM mail_outbox WHERE to_addr = ?1 AND kind = 'confirmation'
+                 ORDER BY created_at DESC LIMIT 1",
+                [to],
+                |r| r.get::<_, String>(0),
+            )?)
+        })
+        .expect("a confirmation mail");
+    let at = text.find("code is ").expect("a code") + "code is ".len();
+    text[at..at + 6].to_string()
+}
+
+#[tokio::test]
+async fn a_seller_confirms_binds_an_invite_redeems_and_the_admin_manages_codes_and_mail() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) = Browser::start("the growth journey").await else {
+        return;
+    };
+    let app = spawn_app_with(|c| {
+        c.auth.confirm_email = true;
+        c.auth.signup_bonus_credits = 30;
+    })
+    .await;
+    let state = &app.running.as_ref().expect("running").state;
+    let inviter = email("inviter");
+    state
+        .auth
+        .create_account(&inviter, PASSWORD, json!(null), "authenticated")
+        .await
+        .expect("inviter");
+    let admin = app.new_admin().await;
+    let created = app
+        .post_json(
+            "/v1/admin/redeem-codes",
+            Some(&admin.access_token),
+            &json!({"code": "SPRING-25", "credit_amount": 25, "max_uses": 3}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let inviter_code = {
+        let res = app
+            .post_json(
+                "/auth/v1/token?grant_type=password",
+                None,
+                &json!({"email": inviter, "password": PASSWORD}),
+            )
+            .await;
+        let token = res.json::<serde_json::Value>().await.expect("json")["access_token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        let mine = app.get("/v1/invite", Some(&token)).await;
+        mine.json::<serde_json::Value>().await.expect("json")["invite_code"]
+            .as_str()
+            .expect("code")
+            .to_string()
+    };
+
+    // Sign up, confirm with the mailed code: the bonus comes with the confirmation.
+    let seller = email("confirmed");
+    browser.goto(&app.url("/")).await;
+    browser.sign_in(&seller, true).await;
+    browser
+        .until(
+            "the code form",
+            "!document.querySelector('#confirm-form').hidden",
+        )
+        .await;
+    assert!(browser.text("#confirm-sent").await.contains(&seller));
+    assert_eq!(browser.js(UNLABELLED).await, json!([]), "code form labels");
+    let code = mailed_code(&app, &seller);
+    let last = (code.as_bytes()[5] - b'0' + 1) % 10;
+    browser
+        .fill("#confirm-code", &format!("{}{last}", &code[..5]))
+        .await;
+    browser.click("#confirm-submit").await;
+    browser
+        .until(
+            "the refusal of a wrong code",
+            "!document.querySelector('#confirm-error').hidden",
+        )
+        .await;
+    browser.fill("#confirm-code", &code).await;
+    browser.click("#confirm-submit").await;
+    browser
+        .until(
+            "30 credits on confirmation",
+            "document.querySelector('#credits-available').textContent === '30'",
+        )
+        .await;
+    browser
+        .until(
+            "the seller's invite code",
+            "/^[A-Z0-9]{8}$/.test(document.querySelector('#invite-code').textContent)",
+        )
+        .await;
+
+    browser
+        .fill("#bind-code", &inviter_code.to_lowercase())
+        .await;
+    browser.click("#bind-submit").await;
+    browser
+        .until(
+            "the binding",
+            "document.querySelector('#bind-result').textContent.includes('Invited with code')",
+        )
+        .await;
+    browser.fill("#redeem-code", "spring-25").await;
+    browser.click("#redeem-submit").await;
+    browser
+        .until(
+            "25 redeemed credits",
+            "document.querySelector('#credits-available').textContent === '55'",
+        )
+        .await;
+    assert_eq!(browser.text("#redeem-result").await, "25 credits added.");
+    browser.fill("#redeem-code", "SPRING-25").await;
+    browser.click("#redeem-submit").await;
+    browser
+        .until(
+            "the second claim refused",
+            "!document.querySelector('#redeem-error').hidden",
+        )
+        .await;
+    assert_eq!(browser.js(UNLABELLED).await, json!([]), "studio labels");
+    browser.screenshots("studio-growth").await;
+    browser.click("#sign-out").await;
+
+    // The inviter sees the invitee.
+    browser
+        .until(
+            "the sign-in form",
+            "!document.querySelector('#signed-out').hidden",
+        )
+        .await;
+    browser.sign_in(&inviter, false).await;
+    browser
+        .until(
+            "one invitee",
+            "document.querySelectorAll('#invitees li').length === 1",
+        )
+        .await;
+    assert!(browser.text("#invitees").await.contains("no purchase yet"));
+    browser.click("#sign-out").await;
+
+    // The console: codes (create, deactivate), bindings, the outbox.
+    browser.goto(&app.url("/admin")).await;
+    browser.fill("#auth-email", &admin.email).await;
+    browser.fill("#auth-password", &admin.password).await;
+    browser.click("#auth-submit").await;
+    browser
+        .until(
+            "the code with one use",
+            "document.querySelector('#redeem-codes tr[data-code=\"SPRING-25\"]')?.textContent.includes('1 / 3')",
+        )
+        .await;
+    browser.fill("#code-text", "AUTUMN").await;
+    browser.fill("#code-credits", "10").await;
+    browser.fill("#code-uses", "2").await;
+    browser.click("#code-submit").await;
+    browser
+        .until(
+            "the new code",
+            "document.querySelector('#redeem-codes tr[data-code=\"AUTUMN\"] [data-state]')?.textContent === 'active'",
+        )
+        .await;
+    browser
+        .click("#redeem-codes tr[data-code=\"AUTUMN\"] button")
+        .await;
+    browser
+        .until(
+            "the code deactivated",
+            "document.querySelector('#redeem-codes tr[data-code=\"AUTUMN\"] [data-state]')?.textContent === 'inactive'",
+        )
+        .await;
+    let bindings = browser.text("#invite-bindings").await;
+    assert!(
+        bindings.contains(&inviter) && bindings.contains(&seller),
+        "{bindings}"
+    );
+    browser
+        .until(
+            "the confirmation mails in the outbox",
+            "document.querySelectorAll('#mail-outbox tr[data-kind=\"confirmation\"]').length === 1",
+        )
+        .await;
+    assert_eq!(browser.js(UNLABELLED).await, json!([]), "console labels");
+    browser.screenshots("admin-growth").await;
+    browser.close().await;
+    app.stop().await;
+}

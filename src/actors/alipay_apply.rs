@@ -119,12 +119,23 @@ pub fn apply_paid(
             amount: order.amount_fen,
             currency: "cny".into(),
             credits: order.credits,
-            grant_key,
+            grant_key: grant_key.clone(),
             bonus,
             bonus_key,
             stripe_event_id: format!("alipay:{}", trade.trade_no),
             created_at: now,
             ..Payment::default()
+        },
+    )?;
+    crate::mail::receipt::queue_receipt(
+        conn,
+        &crate::mail::receipt::Paid {
+            user_id: &order.user_id,
+            package: &package.name,
+            credits: order.credits,
+            amount: order.amount_fen,
+            currency: "cny",
+            grant_key: &grant_key,
         },
     )?;
     adb::complete_order(conn, &order.out_trade_no, &trade.trade_no, &payment_id, now)?;

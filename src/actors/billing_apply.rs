@@ -294,13 +294,21 @@ fn checkout_completed(conn: &Connection, event: &Event, now: i64) -> Result<Outc
                 .unwrap_or(package.price_usd_cents),
             currency: ev::text(s, "currency").unwrap_or("usd").to_string(),
             credits: package.credits,
-            grant_key,
+            grant_key: grant_key.clone(),
             bonus,
             bonus_key,
             stripe_event_id: event.id.clone(),
             created_at: now,
             ..Payment::default()
         },
+    )?;
+    receipt(
+        conn,
+        &user_id,
+        &package,
+        s["amount_total"].as_i64(),
+        s,
+        &grant_key,
     )?;
     bdb::close_session(conn, session_id, "complete")?;
     Ok(Outcome::applied(
@@ -312,6 +320,29 @@ fn checkout_completed(conn: &Connection, event: &Event, now: i64) -> Result<Outc
             Some(session_id),
         ],
     ))
+}
+
+/// Queues the payer's receipt for a payment of `package` (once per grant key).
+fn receipt(
+    conn: &Connection,
+    user_id: &str,
+    package: &crate::db::packages::Package,
+    amount: Option<i64>,
+    object: &serde_json::Value,
+    grant_key: &str,
+) -> Result<(), ApiError> {
+    crate::mail::receipt::queue_receipt(
+        conn,
+        &crate::mail::receipt::Paid {
+            user_id,
+            package: &package.name,
+            credits: package.credits,
+            amount: amount.unwrap_or(package.price_usd_cents),
+            currency: ev::text(object, "currency").unwrap_or("usd"),
+            grant_key,
+        },
+    )?;
+    Ok(())
 }
 
 /// A delayed payment method (Alipay, WeChat Pay …) failed: the session is over and
@@ -411,11 +442,19 @@ fn invoice_paid(conn: &Connection, event: &Event, now: i64) -> Result<Outcome, A
             amount: inv["amount_paid"].as_i64().unwrap_or(0),
             currency: ev::text(inv, "currency").unwrap_or("usd").to_string(),
             credits: package.credits,
-            grant_key,
+            grant_key: grant_key.clone(),
             stripe_event_id: event.id.clone(),
             created_at: now,
             ..Payment::default()
         },
+    )?;
+    receipt(
+        conn,
+        &user_id,
+        &package,
+        inv["amount_paid"].as_i64(),
+        inv,
+        &grant_key,
     )?;
     if let Some(sub) = subscription {
         bdb::set_status(conn, sub, "active", None, event.created, now)?;

@@ -259,7 +259,8 @@ impl LedgerHandle {
         }
     }
 
-    /// Creates a user with an empty account and grants the signup bonus, atomically.
+    /// Creates a user with an empty account and, when the address counts as confirmed,
+    /// grants the signup bonus (once per address), atomically.
     pub async fn open_account(
         &self,
         user: User,
@@ -380,18 +381,8 @@ fn open_account(
         Err(DbError::Constraint(_)) => return Err(OpenAccountError::EmailTaken),
         Err(err) => return Err(OpenAccountError::Failed(err.into())),
     }
-    if signup_bonus > 0 {
-        let key = format!("signup:{}", user.id);
-        grant(
-            conn,
-            &user.id,
-            Bucket::Purchased,
-            signup_bonus,
-            &key,
-            Some("signup bonus"),
-            None,
-            "grant",
-        )?;
+    if user.email_confirmed_at.is_some() {
+        super::accounts::grant_signup_bonus(conn, &user.id, &user.email, signup_bonus)?;
     }
     Ok(())
 }

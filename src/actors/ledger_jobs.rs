@@ -644,6 +644,7 @@ mod tests {
             user_metadata: json!({}),
             created_at: 0,
             updated_at: 0,
+            email_confirmed_at: Some(0),
         };
         accounts::insert_user(conn, &user, "x").unwrap();
         let ack = create_job(

@@ -1,5 +1,6 @@
 //! Ractor actors, each owning one responsibility.
 
+pub mod accounts;
 pub mod alipay;
 pub mod alipay_apply;
 pub mod billing;

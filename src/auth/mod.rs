@@ -1,11 +1,13 @@
 //! Accounts and sessions: signup, password and refresh-token grants, logout, and
 //! verifying the bearer token of every other request.
 
+mod flows;
 pub mod jwt;
 pub mod password;
 mod service;
 
-pub use service::{AuthService, Session};
+pub use flows::UserUpdate;
+pub use service::{AuthService, Session, Signup};
 
 /// An error in GoTrue's shape `{"code", "error_code", "msg"}` (only `/auth/v1` uses it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +77,46 @@ impl AuthError {
             "signup_disabled",
             "Signups not allowed for this instance",
         )
+    }
+
+    pub fn email_not_confirmed() -> Self {
+        Self::new(400, "email_not_confirmed", "Email not confirmed")
+    }
+
+    pub fn otp_expired() -> Self {
+        Self::new(403, "otp_expired", "Token has expired or is invalid")
+    }
+
+    pub fn email_rate_limited(secs: u64) -> Self {
+        Self::new(
+            429,
+            "over_email_send_rate_limit",
+            format!("For security purposes, you can only request this after {secs} seconds."),
+        )
+    }
+
+    pub fn email_exists() -> Self {
+        Self::new(
+            422,
+            "email_exists",
+            "A user with this email address has already been registered",
+        )
+    }
+
+    pub fn same_password() -> Self {
+        Self::new(
+            422,
+            "same_password",
+            "New password should be different from the old password.",
+        )
+    }
+
+    pub fn not_admin() -> Self {
+        Self::new(403, "not_admin", "User not allowed")
+    }
+
+    pub fn user_not_found() -> Self {
+        Self::new(404, "user_not_found", "User not found")
     }
 
     pub fn internal() -> Self {

@@ -35,19 +35,42 @@ pub struct Session {
 /// Accounts, logins and token checks.
 #[derive(Clone)]
 pub struct AuthService {
-    db: Db,
-    ledger: LedgerHandle,
+    pub(super) db: Db,
+    pub(super) ledger: LedgerHandle,
     keys: JwtKeys,
-    config: AuthConfig,
+    pub(super) config: AuthConfig,
     limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
-    hashing: password::HashPool,
+    pub(super) hashing: password::HashPool,
+    /// The HMAC key of one-time codes (derived from the signing secret).
+    pub(super) code_key: Arc<Vec<u8>>,
+    /// One code mail per address per `auth.email_interval_secs` (none when 0).
+    pub(super) mail_limiter: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+}
+
+/// What a signup came to.
+#[derive(Debug, Clone)]
+pub enum Signup {
+    /// Signed in at once (`auth.confirm_email` off).
+    Session(Session),
+    /// Created, waiting for its mailed code; GoTrue answers the bare user.
+    Pending(User),
 }
 
 impl AuthService {
     /// A service signing with `secret`.
     pub fn new(db: Db, ledger: LedgerHandle, secret: &[u8], config: AuthConfig) -> Self {
         let per_minute = NonZeroU32::new(config.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        let code_key = Sha256::new()
+            .chain_update(b"atelier one-time codes\n")
+            .chain_update(secret)
+            .finalize()
+            .to_vec();
+        let mail_limiter =
+            Quota::with_period(std::time::Duration::from_secs(config.email_interval_secs))
+                .map(|quota| Arc::new(RateLimiter::keyed(quota)));
         AuthService {
+            code_key: Arc::new(code_key),
+            mail_limiter,
             db,
             ledger,
             keys: JwtKeys::new(secret),
@@ -72,18 +95,26 @@ impl AuthService {
         }
     }
 
-    /// Creates an account (with its signup bonus) and signs it in.
-    pub async fn signup(&self, email: &str, pass: &str, data: Value) -> Result<Session, AuthError> {
+    /// Creates an account and signs it in (with its signup bonus), or, with
+    /// `auth.confirm_email`, creates it unconfirmed and mails its code.
+    pub async fn signup(&self, email: &str, pass: &str, data: Value) -> Result<Signup, AuthError> {
         if !self.config.allow_signup {
             return Err(AuthError::signup_disabled());
+        }
+        if self.config.confirm_email {
+            return self
+                .signup_unconfirmed(email, pass, data)
+                .await
+                .map(Signup::Pending);
         }
         let user = self
             .create_account(email, pass, data, "authenticated")
             .await?;
-        self.start_session(user).await
+        self.start_session(user).await.map(Signup::Session)
     }
 
-    /// Creates an account with `role` and grants the signup bonus, in one transaction.
+    /// Creates a confirmed account with `role` and grants the signup bonus (once per
+    /// address), in one transaction.
     pub async fn create_account(
         &self,
         email: &str,
@@ -92,30 +123,8 @@ impl AuthService {
         role: &str,
     ) -> Result<User, AuthError> {
         let email = normalize_email(email)?;
-        check_password(pass)?;
-        let pass = pass.to_string();
-        let hash = self
-            .hashing
-            .run(move || password::hash(&pass))
-            .await
-            .ok_or_else(AuthError::internal)?
-            .map_err(|e| {
-                tracing::error!(error = %e, "password hashing failed");
-                AuthError::internal()
-            })?;
-        let now = now_ms();
-        let user = User {
-            id: new_id(),
-            email,
-            role: role.to_string(),
-            user_metadata: if data.is_object() {
-                data
-            } else {
-                Value::Object(Default::default())
-            },
-            created_at: now,
-            updated_at: now,
-        };
+        let hash = self.hash_password(pass).await?;
+        let user = new_user(email, role, data, true);
         let user = self
             .ledger
             .open_account(user, hash, self.config.signup_bonus_credits)
@@ -126,6 +135,20 @@ impl AuthService {
             })?;
         tracing::info!(user_id = %user.id, role, "account created");
         Ok(user)
+    }
+
+    /// Checks and hashes a new password (off the runtime).
+    pub(super) async fn hash_password(&self, pass: &str) -> Result<String, AuthError> {
+        check_password(pass)?;
+        let pass = pass.to_string();
+        self.hashing
+            .run(move || password::hash(&pass))
+            .await
+            .ok_or_else(AuthError::internal)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                AuthError::internal()
+            })
     }
 
     /// The password grant.
@@ -157,6 +180,9 @@ impl AuthService {
             .await
             .ok_or_else(AuthError::internal)?
             .ok_or_else(AuthError::invalid_credentials)?;
+        if user.email_confirmed_at.is_none() {
+            return Err(AuthError::email_not_confirmed());
+        }
         self.start_session(user).await
     }
 
@@ -250,7 +276,7 @@ impl AuthService {
         Ok((user, claims))
     }
 
-    async fn start_session(&self, user: User) -> Result<Session, AuthError> {
+    pub(super) async fn start_session(&self, user: User) -> Result<Session, AuthError> {
         let session_id = new_id();
         let refresh = random_token();
         let (sid, uid, hash) = (session_id.clone(), user.id.clone(), token_hash(&refresh));
@@ -296,8 +322,27 @@ impl AuthService {
     }
 }
 
+/// A new user (not yet stored) with a fresh id; `confirmed` says whether the address
+/// counts as confirmed from the start.
+pub(super) fn new_user(email: String, role: &str, data: Value, confirmed: bool) -> User {
+    let now = now_ms();
+    User {
+        id: new_id(),
+        email,
+        role: role.to_string(),
+        user_metadata: if data.is_object() {
+            data
+        } else {
+            Value::Object(Default::default())
+        },
+        created_at: now,
+        updated_at: now,
+        email_confirmed_at: confirmed.then_some(now),
+    }
+}
+
 /// Trims and lower-cases an email and checks its shape.
-fn normalize_email(email: &str) -> Result<String, AuthError> {
+pub(super) fn normalize_email(email: &str) -> Result<String, AuthError> {
     let email = email.trim().to_ascii_lowercase();
     let invalid =
         || AuthError::validation_failed("Unable to validate email address: invalid format");

@@ -15,6 +15,8 @@ pub struct User {
     pub user_metadata: Value,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the address was confirmed; `None` while a confirmation code is pending.
+    pub email_confirmed_at: Option<i64>,
 }
 
 impl User {
@@ -25,7 +27,8 @@ impl User {
 }
 
 /// Columns read into a [`User`]; every query aliases `users` as `u`.
-const USER_COLUMNS: &str = "u.id, u.email, u.role, u.user_metadata, u.created_at, u.updated_at";
+const USER_COLUMNS: &str =
+    "u.id, u.email, u.role, u.user_metadata, u.created_at, u.updated_at, u.email_confirmed_at";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let metadata: String = row.get(3)?;
@@ -36,21 +39,24 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         user_metadata: serde_json::from_str(&metadata).unwrap_or(Value::Object(Default::default())),
         created_at: row.get(4)?,
         updated_at: row.get(5)?,
+        email_confirmed_at: row.get(6)?,
     })
 }
 
 /// Inserts a user and an empty credit account. Fails with `Constraint` on a taken email.
 pub fn insert_user(conn: &Connection, user: &User, password_hash: &str) -> DbResult<()> {
     conn.execute(
-        "INSERT INTO users (id, email, role, password_hash, user_metadata, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT INTO users (id, email, role, password_hash, user_metadata, created_at, updated_at,
+             email_confirmed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
         params![
             user.id,
             user.email,
             user.role,
             password_hash,
             user.user_metadata.to_string(),
-            user.created_at
+            user.created_at,
+            user.email_confirmed_at
         ],
     )?;
     conn.execute(
@@ -77,7 +83,7 @@ pub fn find_login(conn: &Connection, email: &str) -> DbResult<Option<(User, Stri
         .prepare_cached(&format!(
             "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.email = ?1"
         ))?
-        .query_row([email], |row| Ok((user_from_row(row)?, row.get(6)?)))
+        .query_row([email], |row| Ok((user_from_row(row)?, row.get(7)?)))
         .optional()?)
 }
 
@@ -116,10 +122,10 @@ pub fn search(
         Ok((
             user_from_row(row)?,
             Balances {
-                subscription: row.get(6)?,
-                purchased: row.get(7)?,
-                held: row.get(8)?,
-                debt: row.get(9)?,
+                subscription: row.get(7)?,
+                purchased: row.get(8)?,
+                held: row.get(9)?,
+                debt: row.get(10)?,
             },
         ))
     })?;

@@ -43,12 +43,14 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<OutboxMail> {
     })
 }
 
-/// Queues a message (due at once).
-pub fn enqueue(conn: &Connection, m: &OutboxMail) -> DbResult<()> {
-    conn.execute(
+/// Queues a message (due at once); with a `dedup_key` only if no message had that key
+/// (`false` then).
+pub fn enqueue(conn: &Connection, m: &OutboxMail, dedup_key: Option<&str>) -> DbResult<bool> {
+    let n = conn.execute(
         "INSERT INTO mail_outbox (id, to_addr, kind, locale, subject, text_body, html_body,
-             status, attempts, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', 0, ?8, ?8)",
+             status, attempts, next_attempt_at, created_at, dedup_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', 0, ?8, ?8, ?9)
+         ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
         params![
             m.id,
             m.to_addr,
@@ -57,10 +59,11 @@ pub fn enqueue(conn: &Connection, m: &OutboxMail) -> DbResult<()> {
             m.subject,
             m.text_body,
             m.html_body,
-            m.created_at
+            m.created_at,
+            dedup_key
         ],
     )?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Queued messages due by `now`, oldest first, at most `limit`.

@@ -55,6 +55,11 @@ pub fn migrate_reporting(conn: &Connection) -> DbResult<Vec<i64>> {
     if given > 0 {
         tracing::info!(users = given, "invite codes given to existing users");
     }
+    // Bonuses paid before their claims were recorded count as claimed.
+    for (user_id, email, key) in super::auth_codes::unrecorded_bonuses(conn)? {
+        let hash = crate::domain::otp::bonus_address_hash(&email);
+        super::auth_codes::claim_signup_bonus(conn, &hash, &user_id, &key, 0)?;
+    }
     Ok(applied)
 }
 

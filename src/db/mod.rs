@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod alipay;
+pub mod auth_codes;
 pub mod billing;
 pub mod growth;
 pub mod jobs;

@@ -4,7 +4,9 @@
 pub mod billing;
 pub mod credits;
 pub mod error;
+pub mod hex;
 pub mod jobs;
+pub mod otp;
 pub mod phoenix;
 pub mod postgrest;
 pub mod results;

@@ -9,9 +9,9 @@ use warp::Filter;
 
 use super::reply::{self, ErrorInfo};
 use super::{guard, request, with_state, Request, State};
-use crate::auth::{AuthError, Session};
+use crate::auth::{AuthError, Session, Signup};
 use crate::db::accounts::User;
-use crate::domain::time::rfc3339;
+use crate::domain::time::{now_ms, rfc3339};
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let signup = warp::path!("auth" / "v1" / "signup")
@@ -36,21 +36,32 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
         .and(warp::query::<HashMap<String, String>>())
         .and(request(&state))
         .then(|state, query, req| guard(logout(state, query, req)));
-    signup.or(token).unify().or(user).unify().or(logout).unify()
+    signup
+        .or(token)
+        .unify()
+        .or(user)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(super::auth_flows::routes(state))
+        .unify()
 }
 
 /// Request bodies are read loosely (every field optional, any JSON type) so that every
 /// defect gets GoTrue's `validation_failed` instead of a serde message.
 #[derive(Debug, Default, Deserialize)]
-struct Credentials {
-    email: Option<Value>,
-    password: Option<Value>,
-    data: Option<Value>,
-    refresh_token: Option<Value>,
+pub(super) struct Credentials {
+    pub email: Option<Value>,
+    pub password: Option<Value>,
+    pub data: Option<Value>,
+    pub refresh_token: Option<Value>,
+    #[serde(rename = "type")]
+    pub kind: Option<Value>,
+    pub token: Option<Value>,
 }
 
 impl Credentials {
-    fn parse(req: &Request) -> Result<Credentials, AuthError> {
+    pub(super) fn parse(req: &Request) -> Result<Credentials, AuthError> {
         req.json::<Credentials>().map_err(|err| {
             let mut refused = AuthError::validation_failed(err.message.clone());
             refused.status = err.http_status();
@@ -58,7 +69,7 @@ impl Credentials {
         })
     }
 
-    fn text(value: &Option<Value>, name: &str) -> Result<String, AuthError> {
+    pub(super) fn text(value: &Option<Value>, name: &str) -> Result<String, AuthError> {
         match value {
             Some(Value::String(s)) => Ok(s.clone()),
             None | Some(Value::Null) => {
@@ -84,7 +95,16 @@ async fn signup(state: State, req: Request) -> Response {
             .signup(&email, &password, body.data.unwrap_or(Value::Null))
             .await
     };
-    session_reply(result.await)
+    match result.await {
+        Ok(Signup::Session(session)) => session_reply(Ok(session)),
+        // GoTrue answers an account that waits for its code with the bare user.
+        Ok(Signup::Pending(user)) => {
+            let mut body = user_json(&user);
+            body["confirmation_sent_at"] = json!(rfc3339(now_ms()));
+            reply::ok(&body)
+        }
+        Err(err) => reply::auth_error(&err),
+    }
 }
 
 async fn token(state: State, query: HashMap<String, String>, req: Request) -> Response {
@@ -136,7 +156,7 @@ async fn logout(state: State, query: HashMap<String, String>, req: Request) -> R
     }
 }
 
-async fn bearer_user(
+pub(super) async fn bearer_user(
     state: &State,
     req: &Request,
 ) -> Result<(User, crate::auth::jwt::Claims), AuthError> {
@@ -149,7 +169,7 @@ async fn bearer_user(
     })
 }
 
-fn session_reply(result: Result<Session, AuthError>) -> Response {
+pub(super) fn session_reply(result: Result<Session, AuthError>) -> Response {
     match result {
         Ok(session) => reply::ok(&json!({
             "access_token": session.access_token,
@@ -170,8 +190,8 @@ pub fn user_json(user: &User) -> Value {
         "aud": crate::auth::jwt::AUDIENCE,
         "role": user.role,
         "email": user.email,
-        "email_confirmed_at": rfc3339(user.created_at),
-        "confirmed_at": rfc3339(user.created_at),
+        "email_confirmed_at": user.email_confirmed_at.map(rfc3339),
+        "confirmed_at": user.email_confirmed_at.map(rfc3339),
         "created_at": rfc3339(user.created_at),
         "updated_at": rfc3339(user.updated_at),
         "app_metadata": {"provider": "email", "providers": ["email"]},

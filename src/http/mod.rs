@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod alipay;
 mod auth;
+mod auth_flows;
 mod billing;
 mod extract;
 mod generate;

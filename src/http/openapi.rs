@@ -5,6 +5,8 @@
 use crate::domain::ErrorCode;
 use serde_json::{json, Map, Value};
 
+#[path = "openapi_auth.rs"]
+mod auth_flows;
 #[path = "openapi_growth.rs"]
 mod growth;
 
@@ -136,7 +138,7 @@ fn operations() -> Vec<Op> {
             "post",
             "/auth/v1/signup",
             "auth",
-            "Create an account; returns a session",
+            "Create an account; returns a session, or with auth.confirm_email the bare unconfirmed user (a code is mailed)",
         )
         .public()
         .body(object(
@@ -642,7 +644,11 @@ fn operation_json(op: &Op) -> Value {
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for op in operations().into_iter().chain(growth::operations()) {
+    for op in operations()
+        .into_iter()
+        .chain(growth::operations())
+        .chain(auth_flows::operations())
+    {
         let entry = paths
             .entry(op.path.to_string())
             .or_insert_with(|| json!({}));

@@ -35,10 +35,6 @@ struct Bundle {
     files: HashMap<String, Asset>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn content_type(name: &str) -> &'static str {
     match name.rsplit('.').next().unwrap_or_default() {
         "html" => "text/html; charset=utf-8",
@@ -64,7 +60,7 @@ fn bundle() -> &'static Bundle {
                 all.update(&file.data);
             }
         }
-        let version = hex(&all.finalize()[..6]);
+        let version = crate::domain::hex::encode(&all.finalize()[..6]);
         let mut files = HashMap::new();
         for name in names {
             let Some(file) = Assets::get(&name) else {
@@ -77,7 +73,10 @@ fn bundle() -> &'static Bundle {
             } else {
                 Bytes::from(file.data.into_owned())
             };
-            let etag = format!("\"{}\"", hex(&Sha256::digest(&bytes)[..10]));
+            let etag = format!(
+                "\"{}\"",
+                crate::domain::hex::encode(&Sha256::digest(&bytes)[..10])
+            );
             files.insert(
                 name,
                 Asset {

@@ -3,6 +3,7 @@
 //! mailer actor (`actors::mailer`) drains.
 
 pub mod config;
+pub mod receipt;
 pub mod templates;
 
 use std::path::{Path, PathBuf};
@@ -107,6 +108,28 @@ impl Mailer {
 
 /// Renders `message` for `to` in `locale` and queues it, in the caller's transaction.
 pub fn enqueue(conn: &Connection, to: &str, locale: &str, message: &Message) -> DbResult<String> {
+    queue(conn, to, locale, message, None).map(|id| id.unwrap_or_default())
+}
+
+/// As [`enqueue`], at most once per `dedup_key` (a receipt per payment): `None` when a
+/// message with that key was queued before.
+pub fn enqueue_once(
+    conn: &Connection,
+    dedup_key: &str,
+    to: &str,
+    locale: &str,
+    message: &Message,
+) -> DbResult<Option<String>> {
+    queue(conn, to, locale, message, Some(dedup_key))
+}
+
+fn queue(
+    conn: &Connection,
+    to: &str,
+    locale: &str,
+    message: &Message,
+    dedup_key: Option<&str>,
+) -> DbResult<Option<String>> {
     let rendered = render(message, locale);
     let now = now_ms();
     let mail = OutboxMail {
@@ -121,6 +144,14 @@ pub fn enqueue(conn: &Connection, to: &str, locale: &str, message: &Message) -> 
         next_attempt_at: now,
         ..OutboxMail::default()
     };
-    mdb::enqueue(conn, &mail)?;
-    Ok(mail.id)
+    Ok(mdb::enqueue(conn, &mail, dedup_key)?.then_some(mail.id))
+}
+
+/// The locale a user's mail is written in: `user_metadata.locale` (`zh…` or `en…`),
+/// else English.
+pub fn user_locale(metadata: &serde_json::Value) -> &'static str {
+    match metadata.get("locale").and_then(|l| l.as_str()) {
+        Some(l) if l.to_ascii_lowercase().starts_with("zh") => "zh",
+        _ => "en",
+    }
 }

@@ -4,10 +4,11 @@
 /// What a message is about, with what it needs to say.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    /// A 6-digit code confirming a new account's address.
-    Confirmation { code: String },
-    /// A 6-digit code to set a new password.
-    Recovery { code: String },
+    /// A 6-digit code confirming an address (a new account's, or a new one for an
+    /// account), valid for `minutes`.
+    Confirmation { code: String, minutes: u64 },
+    /// A 6-digit code to set a new password, valid for `minutes`.
+    Recovery { code: String, minutes: u64 },
     /// A payment was received.
     Receipt {
         package: String,
@@ -49,32 +50,32 @@ fn escape(text: &str) -> String {
 pub fn render(message: &Message, locale: &str) -> Rendered {
     let zh = locale.to_ascii_lowercase().starts_with("zh");
     let (subject, lines): (String, Vec<String>) = match (message, zh) {
-        (Message::Confirmation { code }, false) => (
+        (Message::Confirmation { code, minutes }, false) => (
             "Confirm your e-mail address".into(),
             vec![
                 format!("Your Atelier confirmation code is {code}."),
-                "It expires in 10 minutes. If you did not sign up, ignore this message.".into(),
+                format!("It expires in {minutes} minutes. If you did not ask for it, ignore this message."),
             ],
         ),
-        (Message::Confirmation { code }, true) => (
+        (Message::Confirmation { code, minutes }, true) => (
             "确认您的邮箱地址".into(),
             vec![
                 format!("您的 Atelier 验证码是 {code}。"),
-                "验证码 10 分钟内有效。如果这不是您本人的操作，请忽略本邮件。".into(),
+                format!("验证码 {minutes} 分钟内有效。如果这不是您本人的操作，请忽略本邮件。"),
             ],
         ),
-        (Message::Recovery { code }, false) => (
+        (Message::Recovery { code, minutes }, false) => (
             "Reset your password".into(),
             vec![
                 format!("Your Atelier password reset code is {code}."),
-                "It expires in 10 minutes. If you did not ask for it, ignore this message.".into(),
+                format!("It expires in {minutes} minutes. If you did not ask for it, ignore this message."),
             ],
         ),
-        (Message::Recovery { code }, true) => (
+        (Message::Recovery { code, minutes }, true) => (
             "重置您的密码".into(),
             vec![
                 format!("您的 Atelier 密码重置验证码是 {code}。"),
-                "验证码 10 分钟内有效。如果这不是您本人的操作，请忽略本邮件。".into(),
+                format!("验证码 {minutes} 分钟内有效。如果这不是您本人的操作，请忽略本邮件。"),
             ],
         ),
         (
@@ -138,6 +139,7 @@ mod tests {
     fn every_message_has_both_languages_and_escaped_html() {
         let code = Message::Confirmation {
             code: "123456".into(),
+            minutes: 10,
         };
         assert!(render(&code, "en").text.contains("123456"));
         assert!(render(&code, "zh-CN").subject.contains("邮箱"));

@@ -40,7 +40,7 @@ pub fn verify(
         match key {
             "t" => timestamp = Some(value.parse().map_err(|_| SignatureError::Malformed)?),
             // A v1 that is not hex can never match; skip it like the official libraries.
-            "v1" => signatures.extend(decode_hex(value)),
+            "v1" => signatures.extend(crate::domain::hex::decode(value)),
             _ => {}
         }
     }
@@ -69,8 +69,7 @@ pub fn verify(
 
 /// The hex `v1` signature of `payload` at `timestamp`.
 pub fn compute(payload: &[u8], secret: &str, timestamp: i64) -> String {
-    let bytes = mac(secret, timestamp, payload).finalize().into_bytes();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::domain::hex::encode(&mac(secret, timestamp, payload).finalize().into_bytes())
 }
 
 /// A whole `Stripe-Signature` header value, as Stripe would send it.
@@ -86,16 +85,6 @@ fn mac(secret: &str, timestamp: i64, payload: &[u8]) -> HmacSha256 {
     mac.update(b".");
     mac.update(payload);
     mac
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

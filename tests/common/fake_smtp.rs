@@ -62,6 +62,43 @@ impl FakeSmtp {
     }
 }
 
+impl FakeSmtp {
+    /// Points `config`'s mailer at this server (SMTP without TLS, short timeouts and
+    /// retries, as a test wants them).
+    pub fn configure(&self, config: &mut atelier::config::Config) {
+        config.mail.transport = "smtp".into();
+        config.mail.smtp_host = "127.0.0.1".into();
+        config.mail.smtp_port = self.port;
+        config.mail.smtp_tls = "none".into();
+        config.mail.timeout_secs = 2;
+        config.mail.retry_base_secs = 1;
+    }
+
+    /// Serves the received messages over HTTP on 127.0.0.1 for a test client in another
+    /// process (the supabase-js tests): `GET /messages?to=ADDR` answers
+    /// `[{"to": [...], "data": "..."}]`, oldest first. Answers the base URL.
+    pub async fn serve_http(&self) -> String {
+        use warp::Filter;
+        let server = self.clone();
+        let route = warp::path!("messages")
+            .and(warp::query::<std::collections::HashMap<String, String>>())
+            .map(move |query: std::collections::HashMap<String, String>| {
+                let to = query.get("to").cloned().unwrap_or_default();
+                let mails: Vec<serde_json::Value> = server
+                    .received()
+                    .into_iter()
+                    .filter(|m| to.is_empty() || m.to.iter().any(|t| t.eq_ignore_ascii_case(&to)))
+                    .map(|m| serde_json::json!({"to": m.to, "data": m.data}))
+                    .collect();
+                warp::reply::json(&mails)
+            });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        format!("http://{addr}")
+    }
+}
+
 /// Starts the server on an ephemeral port.
 pub async fn start() -> FakeSmtp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -8,10 +8,12 @@ import { $, el, notify } from './dom.js';
 import { setupAuthForm, signOut } from './authui.js';
 import { setupUsers, searchUsers } from './admin_users.js';
 import { setupJobs, loadJobs } from './admin_jobs.js';
+import { setupGrowth, loadGrowth } from './admin_growth.js';
 
 const auth = setupAuthForm({ allowSignup: false });
 setupUsers();
 setupJobs();
+setupGrowth();
 $('sign-out').addEventListener('click', signOut);
 
 let timer = null;
@@ -111,7 +113,7 @@ async function enter() {
   view('signed-in');
   clearInterval(timer);
   timer = setInterval(loadQueue, 3000);
-  await Promise.all([loadQueue(), loadModels(), searchUsers(), loadJobs(), loadEvents()]);
+  await Promise.all([loadQueue(), loadModels(), searchUsers(), loadJobs(), loadEvents(), loadGrowth()]);
 }
 
 function leave(message) {

@@ -3,6 +3,7 @@
 import * as api from './api.js';
 import * as session from './session.js';
 import { $, busy, showError } from './dom.js';
+import { setupConfirmForm } from './confirmui.js';
 
 /** Wires the form; `allowSignup` adds the "create an account" switch. */
 export function setupAuthForm({ allowSignup = true } = {}) {
@@ -24,6 +25,7 @@ export function setupAuthForm({ allowSignup = true } = {}) {
     }
     showError(error, null);
   };
+  const confirm = setupConfirmForm(() => mode(false));
   const toggle = document.getElementById('auth-switch');
   if (toggle) {
     toggle.hidden = !allowSignup;
@@ -39,6 +41,8 @@ export function setupAuthForm({ allowSignup = true } = {}) {
     try {
       const answer = await busy(submit, label, () => api.post(path, body, { auth: false }));
       password.value = '';
+      // A signup that waits for its mailed code answers the user without a session.
+      if (!answer.access_token && confirm) return confirm.ask(body.email);
       session.save(answer);
     } catch (err) {
       showError(error, err);

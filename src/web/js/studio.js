@@ -14,12 +14,14 @@ import { setupGallery, render as renderGallery } from './gallery.js';
 import { loadLedger, refreshLedger } from './ledger.js';
 import { loadPackages, handleCheckoutReturn } from './packages.js';
 import { setupAnalysis } from './analysis.js';
+import { setupGrowth, loadInvite } from './growth.js';
 
 const auth = setupAuthForm();
 setupPhotos();
 setupJobForm();
 setupGallery();
 setupAnalysis();
+setupGrowth();
 on('job', refreshCredits);
 on('job-done', refreshLedger);
 $('sign-out').addEventListener('click', signOut);
@@ -42,7 +44,7 @@ async function enter() {
   }
   fillModels();
   await loadMe();
-  await Promise.all([loadJobs(), loadLedger(), loadPackages()]);
+  await Promise.all([loadJobs(), loadLedger(), loadPackages(), loadInvite()]);
   renderGallery();
   await handleCheckoutReturn();
 }
