@@ -8,7 +8,7 @@ mod common;
 #[path = "common/fake_stripe.rs"]
 mod fake_stripe;
 
-use common::{json_with_status, small_png, spawn_app_with, TestApp, TestUser};
+use common::{json_with_status, small_png, spawn_app, spawn_app_with, TestApp, TestUser};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -340,5 +340,146 @@ async fn profiles_transactions_and_packages() {
     assert_eq!(packages[0]["name"], "Starter");
     assert_eq!(packages[0]["price_usd"], 5.0);
     assert_eq!(packages[1]["is_popular"], true);
+    app.stop().await;
+}
+
+/// `transactions.payment_method` as the reference writes it: `stripe` for a Stripe
+/// checkout, `alipay` for an Alipay direct order (amount in yuan, `currency` cny, no
+/// Stripe event; `alipay-notify/index.ts` L133–152), and the inviter's reward as a row
+/// of its own (`payment_method` `invite`, `plan` `invite_reward`, amount 0;
+/// `stripe-webhook/index.ts` L74–96), which the client's `amount=gt.0` reads leave out.
+#[tokio::test]
+async fn transactions_name_the_payment_method() {
+    let app = spawn_app().await;
+    billing_support::fixture_packages(&app);
+    let (inviter, buyer) = (app.new_user().await, app.new_user().await);
+    let code = json_with_status(
+        rest_single(
+            &app,
+            &format!("profiles?select=invite_code&id=eq.{}", inviter.id),
+            &inviter.access_token,
+        )
+        .await,
+        200,
+    )
+    .await["invite_code"]
+        .as_str()
+        .expect("an invite code")
+        .to_string();
+    let bound = app
+        .client
+        .post(app.url("/rest/v1/rpc/bind_invite_code"))
+        .bearer_auth(&buyer.access_token)
+        .json(&json!({ "p_code": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_with_status(bound, 200).await["success"], true);
+
+    // A Stripe credit pack (simulated checkout), then the same pack through Alipay.
+    let token = buyer.access_token.as_str();
+    let session = json_with_status(
+        app.call(
+            "create-onetime-checkout",
+            token,
+            &json!({"packageId": STARTER_PACK}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let paid = app
+        .client
+        .post(format!("{}/pay", session["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303);
+    let order = json_with_status(
+        app.call(
+            "create-alipay-checkout",
+            token,
+            &json!({"packageId": STARTER_PACK, "returnTo": "/pricing"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let paid = app
+        .client
+        .post(format!("{}/pay", order["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303);
+
+    let select = "select=plan,amount,currency,payment_method,credits,status,stripe_event_id";
+    let rows = json_with_status(
+        rest(
+            &app,
+            &format!("transactions?{select}&order=created_at.asc,id.asc"),
+            token,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["payment_method"], "stripe");
+    assert_eq!(rows[0]["currency"], "usd");
+    assert!(rows[0]["stripe_event_id"].is_string(), "{:?}", rows[0]);
+    assert_eq!(
+        rows[1],
+        json!({"plan": "Starter Pack", "amount": 36.0, "currency": "cny",
+               "payment_method": "alipay", "credits": 250, "status": "completed",
+               "stripe_event_id": null})
+    );
+    let alipay = json_with_status(
+        rest(&app, "transactions?select=id&payment_method=eq.alipay", token).await,
+        200,
+    )
+    .await;
+    assert_eq!(alipay.as_array().unwrap().len(), 1);
+
+    // The inviter's reward (10 % of the pack's 250 credits, with the first checkout).
+    let mine = json_with_status(
+        rest(&app, &format!("transactions?{select},user_id"), &inviter.access_token).await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        mine,
+        json!([{"plan": "invite_reward", "amount": 0.0, "currency": "usd",
+                "payment_method": "invite", "credits": 25, "status": "completed",
+                "stripe_event_id": null, "user_id": inviter.id}])
+    );
+    let paid_rows = json_with_status(
+        rest(
+            &app,
+            &format!(
+                "transactions?select=id&user_id=eq.{}&status=eq.completed&amount=gt.0&limit=1",
+                inviter.id
+            ),
+            &inviter.access_token,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(paid_rows, json!([]));
+    // Neither sees the other's rows.
+    let theirs = json_with_status(
+        rest(
+            &app,
+            &format!("transactions?select=id&user_id=eq.{}", inviter.id),
+            token,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(theirs, json!([]));
+    billing_support::assert_audit_clean(&app);
     app.stop().await;
 }

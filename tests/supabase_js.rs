@@ -32,6 +32,16 @@ fn node_ready(js: &Path) -> bool {
 
 /// Runs one node test file against `base`; returns node's report after asserting success.
 async fn run_node(js: &Path, file: &'static str, base: String) -> String {
+    run_node_with(js, file, base, Vec::new()).await
+}
+
+/// [`run_node`] with more environment for the node test.
+async fn run_node_with(
+    js: &Path,
+    file: &'static str,
+    base: String,
+    env: Vec<(&'static str, String)>,
+) -> String {
     let js = js.to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
@@ -41,6 +51,7 @@ async fn run_node(js: &Path, file: &'static str, base: String) -> String {
             .current_dir(&js)
             .env("ATELIER_URL", base)
             .env("ATELIER_ANON_KEY", ANON_KEY)
+            .envs(env)
             .output()
             .expect("node runs")
     })
@@ -92,5 +103,41 @@ async fn the_reference_clients_reads_and_channels_work() {
     let report = run_node(&js, "reference.test.mjs", app.base.clone()).await;
     assert!(report.contains("# pass 4"), "{report}");
     assert!(report.contains("# fail 0"), "{report}");
+    app.stop().await;
+}
+
+/// `supabase.rpc('bind_invite_code' | 'claim_redeem_code', {p_code})` (tests/js/rpc.test.mjs,
+/// citing the reference's migration): the reference's answers, and the claim's credits
+/// are one ledger grant (the audit is clean, the code used once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supabase_js_calls_the_reference_rpcs() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    if !node_ready(&js) {
+        return;
+    }
+    let app = spawn_app_with(|c| c.auth.anon_key = Some(ANON_KEY.into())).await;
+    let admin = app.new_admin().await;
+    let created = app
+        .post_json(
+            "/v1/admin/redeem-codes",
+            Some(&admin.access_token),
+            &serde_json::json!({"code": "JS-RPC-75", "credit_amount": 75, "max_uses": 3}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let env = vec![
+        ("ATELIER_REDEEM_CODE", "JS-RPC-75".to_string()),
+        ("ATELIER_REDEEM_CREDITS", "75".to_string()),
+    ];
+    let report = run_node_with(&js, "rpc.test.mjs", app.base.clone(), env).await;
+    assert!(report.contains("# pass 1"), "{report}");
+    let list = common::json_with_status(
+        app.get("/v1/admin/redeem-codes", Some(&admin.access_token))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(list["codes"][0]["used_count"], 1, "{list}");
+    billing_support::assert_audit_clean(&app);
     app.stop().await;
 }
