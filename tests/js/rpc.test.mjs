@@ -9,6 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from '@supabase/supabase-js';
+import ws from 'ws';
 
 const url = process.env.ATELIER_URL;
 const anonKey = process.env.ATELIER_ANON_KEY;
@@ -16,7 +17,10 @@ const redeemCode = process.env.ATELIER_REDEEM_CODE;
 const redeemCredits = Number(process.env.ATELIER_REDEEM_CREDITS);
 
 function client() {
-  return createClient(url, anonKey, { auth: { persistSession: false, autoRefreshToken: false } });
+  return createClient(url, anonKey, {
+    auth: { persistSession: false, autoRefreshToken: false },
+    realtime: { transport: ws },
+  });
 }
 
 async function signedIn() {
