@@ -36,8 +36,9 @@ const PRODUCT_PNG: &str = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAgAAAA
 const PASSWORD: &str = "bench-password-123";
 const OBJECT: &str = "application/vnd.pgrst.object+json";
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = Error> = std::result::Result<T, E>;
+mod support;
+
+use support::{load_average, proc_kib, run_baseline, Result};
 
 /// Command-line settings.
 struct Settings {
@@ -160,11 +161,7 @@ impl Server {
 
     /// The server's resident memory in KiB.
     fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        proc_kib(self.pid, "VmRSS")
     }
 
     async fn stop(mut self) {
@@ -193,8 +190,10 @@ impl Server {
             .http
             .post(self.url("/functions/v1/generate-image"))
             .bearer_auth(token)
-            .json(&json!({"model": "local", "prompt": "a red box", "imageCount": 1,
-                          "productImage": PRODUCT_PNG}))
+            .json(
+                &json!({"model": "local", "prompt": "a red box", "imageCount": 1,
+                          "productImage": PRODUCT_PNG}),
+            )
             .send()
             .await?
             .json()
@@ -322,7 +321,8 @@ async fn read_round(
                     };
                     if good {
                         load.ok += 1;
-                        load.micros.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        load.micros
+                            .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     } else {
                         load.errors += 1;
                     }
@@ -352,8 +352,9 @@ async fn joined_socket(
     token: &str,
     user: &str,
     n: usize,
-) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>>
-{
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
     let url = format!(
         "{}/realtime/v1/websocket?apikey=bench&vsn=1.0.0",
         base.replacen("http://", "ws://", 1)
@@ -478,47 +479,8 @@ async fn realtime_phase(s: &Settings, data: &Path, user: &(String, String)) -> R
     })
 }
 
-/// The SQLite baseline's point SELECT of a job by id (1 thread, then 2), briefly.
-async fn run_baseline(bin: &Path, scratch: &Path) -> Result<Vec<(String, f64)>> {
-    let dir = scratch.join("sqlite-baseline");
-    std::fs::create_dir_all(&dir)?;
-    let out = Command::new(bin)
-        .arg("--dir")
-        .arg(&dir)
-        .args(["--ids", "v7", "--cases", "read-1,read-2"])
-        .args(["--secs", "2", "--rounds", "1"])
-        .output()
-        .await?;
-    if !out.status.success() {
-        return Err(format!(
-            "sqlite-baseline failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rows: Vec<(String, f64)> = text
-        .lines()
-        .filter(|line| line.starts_with("| 1 |"))
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-            Some((cols.get(2)?.to_string(), cols.get(3)?.parse().ok()?))
-        })
-        .collect();
-    if rows.is_empty() {
-        return Err(format!("no result rows in sqlite-baseline's output:\n{text}").into());
-    }
-    Ok(rows)
-}
-
 fn mib(kib: Option<u64>) -> String {
     kib.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
 }
 
 async fn run() -> Result<()> {
@@ -577,7 +539,7 @@ async fn run() -> Result<()> {
     let first = (users[0].0 .0.clone(), users[0].1.clone());
     let fanout = realtime_phase(&s, &data, &first).await?;
     let baseline = match &s.baseline {
-        Some(bin) => Some(run_baseline(bin, scratch.path()).await?),
+        Some(bin) => Some(run_baseline(bin, scratch.path(), "read-1,read-2").await?),
         None => None,
     };
 

@@ -46,6 +46,28 @@ async fn finished_job(app: &TestApp, user: &TestUser, count: u32) -> String {
     id
 }
 
+/// A purchase through a simulated checkout (`function`: `create-credit-checkout`,
+/// `create-onetime-checkout` or `create-alipay-checkout`): its page's Pay.
+async fn simulated_purchase(app: &TestApp, token: &str, function: &str, package: &str) {
+    let session = json_with_status(
+        app.call(
+            function,
+            token,
+            &json!({"packageId": package, "returnTo": "/pricing"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let paid = app
+        .client
+        .post(format!("{}/pay", session["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303, "{function}");
+}
+
 /// A preflight for every header and method supabase-js sends is allowed, and the
 /// answer exposes `Content-Range` and `x-request-id` to the page.
 #[tokio::test]
@@ -261,23 +283,7 @@ async fn profiles_transactions_and_packages() {
     );
 
     // A subscription (simulated checkout) adds subscription credits and the plan.
-    let session = json_with_status(
-        app.call(
-            "create-credit-checkout",
-            token,
-            &json!({"packageId": PRO_SUB}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    let pay = app
-        .client
-        .post(format!("{}/pay", session["url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pay.status(), 303);
+    simulated_purchase(&app, token, "create-credit-checkout", PRO_SUB).await;
     let profile = json_with_status(rest_single(&app, &profile_path, token).await, 200).await;
     assert_eq!(profile["subscription_credits"], 1320);
     assert_eq!(profile["subscription_plan"], "Professional");
@@ -298,21 +304,7 @@ async fn profiles_transactions_and_packages() {
     app.wait_job(token, &job).await;
 
     // A credit pack, then the profile page's transactions read, exactly as written.
-    let session = json_with_status(
-        app.call(
-            "create-onetime-checkout",
-            token,
-            &json!({"packageId": STARTER_PACK}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    app.client
-        .post(format!("{}/pay", session["url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
+    simulated_purchase(&app, token, "create-onetime-checkout", STARTER_PACK).await;
     let rows = json_with_status(
         rest(&app, &format!("transactions?select=plan,amount,credits,created_at&user_id=eq.{}&status=eq.completed&amount=gt.0&order=created_at.desc&limit=20", user.id), token).await,
         200,
@@ -378,40 +370,8 @@ async fn transactions_name_the_payment_method() {
 
     // A Stripe credit pack (simulated checkout), then the same pack through Alipay.
     let token = buyer.access_token.as_str();
-    let session = json_with_status(
-        app.call(
-            "create-onetime-checkout",
-            token,
-            &json!({"packageId": STARTER_PACK}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    let paid = app
-        .client
-        .post(format!("{}/pay", session["url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(paid.status(), 303);
-    let order = json_with_status(
-        app.call(
-            "create-alipay-checkout",
-            token,
-            &json!({"packageId": STARTER_PACK, "returnTo": "/pricing"}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    let paid = app
-        .client
-        .post(format!("{}/pay", order["url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(paid.status(), 303);
+    simulated_purchase(&app, token, "create-onetime-checkout", STARTER_PACK).await;
+    simulated_purchase(&app, token, "create-alipay-checkout", STARTER_PACK).await;
 
     let select = "select=plan,amount,currency,payment_method,credits,status,stripe_event_id";
     let rows = json_with_status(
@@ -436,7 +396,12 @@ async fn transactions_name_the_payment_method() {
                "stripe_event_id": null})
     );
     let alipay = json_with_status(
-        rest(&app, "transactions?select=id&payment_method=eq.alipay", token).await,
+        rest(
+            &app,
+            "transactions?select=id&payment_method=eq.alipay",
+            token,
+        )
+        .await,
         200,
     )
     .await;
@@ -444,7 +409,12 @@ async fn transactions_name_the_payment_method() {
 
     // The inviter's reward (10 % of the pack's 250 credits, with the first checkout).
     let mine = json_with_status(
-        rest(&app, &format!("transactions?{select},user_id"), &inviter.access_token).await,
+        rest(
+            &app,
+            &format!("transactions?{select},user_id"),
+            &inviter.access_token,
+        )
+        .await,
         200,
     )
     .await;

@@ -76,7 +76,10 @@ async fn bind_invite_code_binds_once_with_the_reference_answers() {
     let mine = own_profile(&app, &inviter).await;
     let code = mine["invite_code"].as_str().expect("a code").to_string();
     assert_eq!(code.len(), 8, "{mine}");
-    assert_eq!(own_profile(&app, &invitee).await["invited_by_user_id"], Value::Null);
+    assert_eq!(
+        own_profile(&app, &invitee).await["invited_by_user_id"],
+        Value::Null
+    );
 
     let bind = "bind_invite_code";
     // Callers that are no user: `auth.uid()` is null in the reference.
@@ -96,7 +99,10 @@ async fn bind_invite_code_binds_once_with_the_reference_answers() {
     .await;
     let (status, body) = rpc(&app, bind, token, &json!({"p_code": null})).await;
     assert_eq!((status, &body["code"]), (200, &json!("INVALID_CODE")));
-    assert_eq!(own_profile(&app, &invitee).await["invited_by_user_id"], Value::Null);
+    assert_eq!(
+        own_profile(&app, &invitee).await["invited_by_user_id"],
+        Value::Null
+    );
 
     // Typed in lower case with spaces: still the code.
     let (status, body) = rpc(
@@ -145,13 +151,27 @@ async fn claim_redeem_code_grants_through_the_ledger_max_uses_times() {
     assert_eq!(created["code"], "SPRING-40");
     let claim = "claim_redeem_code";
     refused(&app, claim, None, "SPRING-40", "UNAUTHORIZED").await;
-    refused(&app, claim, Some(&service_key(&app)), "SPRING-40", "UNAUTHORIZED").await;
+    refused(
+        &app,
+        claim,
+        Some(&service_key(&app)),
+        "SPRING-40",
+        "UNAUTHORIZED",
+    )
+    .await;
 
     let mut users = Vec::new();
     for _ in 0..8 {
         users.push(app.new_user().await);
     }
-    refused(&app, claim, Some(&users[0].access_token), "NOPE", "CODE_NOT_FOUND").await;
+    refused(
+        &app,
+        claim,
+        Some(&users[0].access_token),
+        "NOPE",
+        "CODE_NOT_FOUND",
+    )
+    .await;
     // Eight at once on a five-use code: exactly five grants.
     let answers = futures_util::future::join_all(users.iter().map(|u| {
         let app = &app;
@@ -172,19 +192,35 @@ async fn claim_redeem_code_grants_through_the_ledger_max_uses_times() {
         let grants: Vec<Value> = ledger_entries(&app, user)
             .await
             .into_iter()
-            .filter(|e| e["reason"].as_str().is_some_and(|r| r.starts_with("redeem code")))
+            .filter(|e| {
+                e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("redeem code"))
+            })
             .collect();
         if body["success"] == true {
             granted += 1;
             assert_eq!(body["credits"], 40, "{body}");
             assert!(body["claim_id"].is_string(), "{body}");
-            let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+            let keys: Vec<&str> = body
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
             assert_eq!(keys.len(), 3, "the reference's shape: {body}");
             assert_eq!(grants.len(), 1, "{grants:?}");
             assert_eq!(grants[0]["amount"], 40, "{grants:?}");
             assert_eq!(available(&app, user).await, 30 + 40);
             assert_eq!(own_profile(&app, user).await["purchased_credits"], 70);
-            refused(&app, claim, Some(&user.access_token), "SPRING-40", "ALREADY_CLAIMED").await;
+            refused(
+                &app,
+                claim,
+                Some(&user.access_token),
+                "SPRING-40",
+                "ALREADY_CLAIMED",
+            )
+            .await;
         } else {
             assert_eq!(body["code"], "CODE_EXHAUSTED", "{body}");
             assert!(grants.is_empty(), "{grants:?}");
@@ -258,7 +294,13 @@ async fn rpc_errors_are_postgrest_shaped() {
         .await
         .unwrap();
     assert_eq!(json_with_status(res, 400).await["code"], "PGRST102");
-    let (status, body) = rpc(&app, "claim_redeem_code", Some("not-a-jwt"), &json!({"p_code": "X"})).await;
+    let (status, body) = rpc(
+        &app,
+        "claim_redeem_code",
+        Some("not-a-jwt"),
+        &json!({"p_code": "X"}),
+    )
+    .await;
     assert_eq!((status, &body["code"]), (401, &json!("PGRST301")), "{body}");
     // Nothing moved for anyone.
     assert_eq!(available(&app, &user).await, 30);

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use browser::{Browser, ONE_BROWSER};
-use common::{json_with_status, spawn_app_with};
+use common::{json_with_status, spawn_app_with, TestApp};
 use serde_json::{json, Value};
 use warp::Filter;
 
@@ -83,6 +83,16 @@ async fn run_page(browser: &Browser, site: SocketAddr, api: &str, email: &str) -
     browser.js("return window.__result;").await
 }
 
+/// A password sign-in over HTTP.
+async fn login(app: &TestApp, email: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/auth/v1/token?grant_type=password"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
@@ -98,7 +108,10 @@ async fn supabase_js_signs_up_and_reads_from_another_origin() {
             Ok("true"),
             "CI must run the browser test: run `npm ci` in tests/js"
         );
-        eprintln!("skipped: {} is missing (run `npm ci` in tests/js)", bundle_path.display());
+        eprintln!(
+            "skipped: {} is missing (run `npm ci` in tests/js)",
+            bundle_path.display()
+        );
         return;
     };
     let Some(browser) = Browser::start("supabase-js from another origin").await else {
@@ -140,7 +153,11 @@ async fn supabase_js_signs_up_and_reads_from_another_origin() {
             .iter()
             .map(|p| {
                 let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
-                (text("id"), text("name"), p["price_usd"].as_f64().unwrap_or(-1.0))
+                (
+                    text("id"),
+                    text("name"),
+                    p["price_usd"].as_f64().unwrap_or(-1.0),
+                )
             })
             .collect()
     };
@@ -155,14 +172,7 @@ async fn supabase_js_signs_up_and_reads_from_another_origin() {
         json!({"row": {"id": user_id, "email": email, "purchased_credits": 30}, "error": null})
     );
     // The account is real: it signs in over HTTP.
-    let login = app
-        .client
-        .post(app.url("/auth/v1/token?grant_type=password"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let session = json_with_status(login, 200).await;
+    let session = json_with_status(login(&app, &email).await, 200).await;
     assert_eq!(session["user"]["id"], user_id);
 
     // Another origin: the preflight is refused, nothing is created or read.
@@ -173,14 +183,11 @@ async fn supabase_js_signs_up_and_reads_from_another_origin() {
     assert!(result["signUp"]["error"].is_string(), "{result:#}");
     assert_eq!(result["packages"]["rows"], Value::Null, "{result:#}");
     assert!(result["packages"]["error"].is_string(), "{result:#}");
-    let login = app
-        .client
-        .post(app.url("/auth/v1/token?grant_type=password"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 400, "no account was made from the refused origin");
+    assert_eq!(
+        login(&app, &email).await.status(),
+        400,
+        "no account was made from the refused origin"
+    );
     let preflight = app
         .client
         .request(reqwest::Method::OPTIONS, app.url("/auth/v1/signup"))

@@ -399,8 +399,9 @@ fn code_argument(function: &str, args: &Value) -> Result<String, PgError> {
         } else {
             format!("public.{function}({})", names.join(", "))
         };
-        return Err(no_function(&signature)
-            .hint(format!("Perhaps you meant to call the function public.{function}(p_code)")));
+        return Err(no_function(&signature).hint(format!(
+            "Perhaps you meant to call the function public.{function}(p_code)"
+        )));
     }
     Ok(match &fields["p_code"] {
         Value::Null => String::new(),
