@@ -43,8 +43,9 @@ const STALL: Duration = Duration::from_secs(20);
 /// Refused submissions (all clients together) after which a phase gives up.
 const MAX_REFUSALS: i64 = 2_000;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-type Result<T, E = Error> = std::result::Result<T, E>;
+mod support;
+
+use support::{load_average, proc_kib, run_baseline, Error, Result};
 
 /// Command-line settings.
 struct Settings {
@@ -375,11 +376,7 @@ impl Server {
 
     /// A `/proc/<pid>/status` figure in KiB (`VmHWM`, `VmRSS`).
     fn proc_kib(&self, key: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        proc_kib(self.pid, key)
     }
 
     /// Reads the database file through its own read-only connection.
@@ -833,52 +830,8 @@ async fn phase_backlog(
     })
 }
 
-/// The SQLite baseline's acceptance cases, briefly: (case, ops/s).
-async fn run_baseline(bin: &Path, scratch: &Path) -> Result<Vec<(String, f64)>> {
-    let dir = scratch.join("sqlite-baseline");
-    std::fs::create_dir_all(&dir)?;
-    let out = Command::new(bin)
-        .arg("--dir")
-        .arg(&dir)
-        .args([
-            "--ids",
-            "v7",
-            "--cases",
-            "accept-1,accept-16,accept-batch-100",
-        ])
-        .args(["--secs", "2", "--rounds", "1"])
-        .output()
-        .await?;
-    if !out.status.success() {
-        return Err(format!(
-            "sqlite-baseline failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rows: Vec<(String, f64)> = text
-        .lines()
-        .filter(|line| line.starts_with("| 1 |"))
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-            Some((cols.get(2)?.to_string(), cols.get(3)?.parse().ok()?))
-        })
-        .collect();
-    if rows.is_empty() {
-        return Err(format!("no result rows in sqlite-baseline's output:\n{text}").into());
-    }
-    Ok(rows)
-}
-
 fn mib(kib: Option<u64>) -> String {
     kib.map_or("n/a".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0))
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
 }
 
 async fn ensure_binary(s: &Settings) -> Result<()> {
@@ -997,7 +950,7 @@ async fn run() -> Result<()> {
     let baseline = match &s.baseline {
         Some(bin) => {
             println!("baseline: {}", bin.display());
-            Some(run_baseline(bin, scratch.path()).await?)
+            Some(run_baseline(bin, scratch.path(), "accept-1,accept-16,accept-batch-100").await?)
         }
         None => None,
     };

@@ -233,3 +233,72 @@ async fn an_expired_token_closes_the_channel() {
     assert_eq!(reply["payload"]["status"], "error");
     app.stop().await;
 }
+
+/// A client whose socket drops (no close frame) while its job runs, and that comes back
+/// after the job ended: nothing is replayed on the new socket, its next read
+/// (`useWaitForJob.ts` L32's `.single()`) has the job as it ended, and changes after the
+/// rejoin reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_drops_and_rejoins_reads_the_current_state() {
+    let app = spawn_app_with(|c| {
+        c.providers.local.tiny_output = true;
+        c.providers.local.delay_ms = 400;
+    })
+    .await;
+    let user = app.new_user().await;
+    let filter = format!("user_id=eq.{}", user.id);
+    let mut ws = connect(&app, "1.0.0").await;
+    let (reply, _) = join(&mut ws, "realtime:wait", &user.access_token, Some(&filter)).await;
+    assert_eq!(reply["payload"]["status"], "ok", "{reply}");
+    let body =
+        json!({"model": "local", "prompt": "p", "imageCount": 2, "productImage": small_png()});
+    let job = app
+        .start_job("generate-image", &user.access_token, &body)
+        .await;
+    let first = next(&mut ws, Duration::from_secs(10))
+        .await
+        .expect("the job's first change");
+    assert_eq!(first["payload"]["data"]["record"]["id"], job.as_str());
+    assert_eq!(first["payload"]["data"]["record"]["status"], "processing");
+    // The network goes: the TCP connection ends without a close frame.
+    drop(ws);
+    let ended = app.wait_job(&user.access_token, &job).await;
+    assert_eq!(ended["status"], "success", "{ended}");
+
+    let mut ws = connect(&app, "1.0.0").await;
+    let (reply, _) = join(&mut ws, "realtime:wait", &user.access_token, Some(&filter)).await;
+    assert_eq!(reply["payload"]["status"], "ok", "{reply}");
+    assert!(
+        next(&mut ws, Duration::from_millis(500)).await.is_none(),
+        "nothing is replayed on a rejoin"
+    );
+    let res = app
+        .client
+        .get(app.url(&format!("/rest/v1/generation_jobs?select=*&id=eq.{job}")))
+        .bearer_auth(&user.access_token)
+        .header("accept", "application/vnd.pgrst.object+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let row: Value = res.json().await.unwrap();
+    assert_eq!(row["status"], "success", "{row}");
+    assert!(row["result_url"].as_str().unwrap().starts_with("http://"));
+    assert_eq!(row["version"], ended["version"]);
+
+    // The rejoined channel hears what happens next, to the end.
+    let second = app
+        .start_job("generate-image", &user.access_token, &body)
+        .await;
+    loop {
+        let frame = next(&mut ws, Duration::from_secs(10))
+            .await
+            .expect("the second job's changes");
+        let record = &frame["payload"]["data"]["record"];
+        assert_eq!(record["id"], second.as_str(), "{frame}");
+        if record["status"] == "success" {
+            break;
+        }
+    }
+    app.stop().await;
+}

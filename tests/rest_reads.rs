@@ -8,7 +8,7 @@ mod common;
 #[path = "common/fake_stripe.rs"]
 mod fake_stripe;
 
-use common::{json_with_status, small_png, spawn_app_with, TestApp, TestUser};
+use common::{json_with_status, small_png, spawn_app, spawn_app_with, TestApp, TestUser};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -44,6 +44,28 @@ async fn finished_job(app: &TestApp, user: &TestUser, count: u32) -> String {
     let job = app.wait_job(&user.access_token, &id).await;
     assert_eq!(job["status"], "success", "{job}");
     id
+}
+
+/// A purchase through a simulated checkout (`function`: `create-credit-checkout`,
+/// `create-onetime-checkout` or `create-alipay-checkout`): its page's Pay.
+async fn simulated_purchase(app: &TestApp, token: &str, function: &str, package: &str) {
+    let session = json_with_status(
+        app.call(
+            function,
+            token,
+            &json!({"packageId": package, "returnTo": "/pricing"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let paid = app
+        .client
+        .post(format!("{}/pay", session["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303, "{function}");
 }
 
 /// A preflight for every header and method supabase-js sends is allowed, and the
@@ -261,23 +283,7 @@ async fn profiles_transactions_and_packages() {
     );
 
     // A subscription (simulated checkout) adds subscription credits and the plan.
-    let session = json_with_status(
-        app.call(
-            "create-credit-checkout",
-            token,
-            &json!({"packageId": PRO_SUB}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    let pay = app
-        .client
-        .post(format!("{}/pay", session["url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pay.status(), 303);
+    simulated_purchase(&app, token, "create-credit-checkout", PRO_SUB).await;
     let profile = json_with_status(rest_single(&app, &profile_path, token).await, 200).await;
     assert_eq!(profile["subscription_credits"], 1320);
     assert_eq!(profile["subscription_plan"], "Professional");
@@ -298,21 +304,7 @@ async fn profiles_transactions_and_packages() {
     app.wait_job(token, &job).await;
 
     // A credit pack, then the profile page's transactions read, exactly as written.
-    let session = json_with_status(
-        app.call(
-            "create-onetime-checkout",
-            token,
-            &json!({"packageId": STARTER_PACK}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    app.client
-        .post(format!("{}/pay", session["url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
+    simulated_purchase(&app, token, "create-onetime-checkout", STARTER_PACK).await;
     let rows = json_with_status(
         rest(&app, &format!("transactions?select=plan,amount,credits,created_at&user_id=eq.{}&status=eq.completed&amount=gt.0&order=created_at.desc&limit=20", user.id), token).await,
         200,
@@ -340,5 +332,124 @@ async fn profiles_transactions_and_packages() {
     assert_eq!(packages[0]["name"], "Starter");
     assert_eq!(packages[0]["price_usd"], 5.0);
     assert_eq!(packages[1]["is_popular"], true);
+    app.stop().await;
+}
+
+/// `transactions.payment_method` as the reference writes it: `stripe` for a Stripe
+/// checkout, `alipay` for an Alipay direct order (amount in yuan, `currency` cny, no
+/// Stripe event; `alipay-notify/index.ts` L133–152), and the inviter's reward as a row
+/// of its own (`payment_method` `invite`, `plan` `invite_reward`, amount 0;
+/// `stripe-webhook/index.ts` L74–96), which the client's `amount=gt.0` reads leave out.
+#[tokio::test]
+async fn transactions_name_the_payment_method() {
+    let app = spawn_app().await;
+    billing_support::fixture_packages(&app);
+    let (inviter, buyer) = (app.new_user().await, app.new_user().await);
+    let code = json_with_status(
+        rest_single(
+            &app,
+            &format!("profiles?select=invite_code&id=eq.{}", inviter.id),
+            &inviter.access_token,
+        )
+        .await,
+        200,
+    )
+    .await["invite_code"]
+        .as_str()
+        .expect("an invite code")
+        .to_string();
+    let bound = app
+        .client
+        .post(app.url("/rest/v1/rpc/bind_invite_code"))
+        .bearer_auth(&buyer.access_token)
+        .json(&json!({ "p_code": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_with_status(bound, 200).await["success"], true);
+
+    // A Stripe credit pack (simulated checkout), then the same pack through Alipay.
+    let token = buyer.access_token.as_str();
+    simulated_purchase(&app, token, "create-onetime-checkout", STARTER_PACK).await;
+    simulated_purchase(&app, token, "create-alipay-checkout", STARTER_PACK).await;
+
+    let select = "select=plan,amount,currency,payment_method,credits,status,stripe_event_id";
+    let rows = json_with_status(
+        rest(
+            &app,
+            &format!("transactions?{select}&order=created_at.asc,id.asc"),
+            token,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["payment_method"], "stripe");
+    assert_eq!(rows[0]["currency"], "usd");
+    assert!(rows[0]["stripe_event_id"].is_string(), "{:?}", rows[0]);
+    assert_eq!(
+        rows[1],
+        json!({"plan": "Starter Pack", "amount": 36.0, "currency": "cny",
+               "payment_method": "alipay", "credits": 250, "status": "completed",
+               "stripe_event_id": null})
+    );
+    let alipay = json_with_status(
+        rest(
+            &app,
+            "transactions?select=id&payment_method=eq.alipay",
+            token,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(alipay.as_array().unwrap().len(), 1);
+
+    // The inviter's reward (10 % of the pack's 250 credits, with the first checkout).
+    let mine = json_with_status(
+        rest(
+            &app,
+            &format!("transactions?{select},user_id"),
+            &inviter.access_token,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        mine,
+        json!([{"plan": "invite_reward", "amount": 0.0, "currency": "usd",
+                "payment_method": "invite", "credits": 25, "status": "completed",
+                "stripe_event_id": null, "user_id": inviter.id}])
+    );
+    let paid_rows = json_with_status(
+        rest(
+            &app,
+            &format!(
+                "transactions?select=id&user_id=eq.{}&status=eq.completed&amount=gt.0&limit=1",
+                inviter.id
+            ),
+            &inviter.access_token,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(paid_rows, json!([]));
+    // Neither sees the other's rows.
+    let theirs = json_with_status(
+        rest(
+            &app,
+            &format!("transactions?select=id&user_id=eq.{}", inviter.id),
+            token,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(theirs, json!([]));
+    billing_support::assert_audit_clean(&app);
     app.stop().await;
 }

@@ -134,3 +134,39 @@ async fn supabase_js_confirms_recovers_and_updates_the_user_with_mailed_codes() 
     assert!(report.contains("# fail 0"), "{report}");
     app.stop().await;
 }
+
+/// `supabase.rpc('bind_invite_code' | 'claim_redeem_code', {p_code})` (tests/js/rpc.test.mjs,
+/// citing the reference's migration): the reference's answers, and the claim's credits
+/// are one ledger grant (the audit is clean, the code used once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supabase_js_calls_the_reference_rpcs() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    if !node_ready(&js) {
+        return;
+    }
+    let app = spawn_app_with(|c| c.auth.anon_key = Some(ANON_KEY.into())).await;
+    let admin = app.new_admin().await;
+    let created = app
+        .post_json(
+            "/v1/admin/redeem-codes",
+            Some(&admin.access_token),
+            &serde_json::json!({"code": "JS-RPC-75", "credit_amount": 75, "max_uses": 3}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let env = vec![
+        ("ATELIER_REDEEM_CODE", "JS-RPC-75".to_string()),
+        ("ATELIER_REDEEM_CREDITS", "75".to_string()),
+    ];
+    let report = run_node_with(&js, "rpc.test.mjs", app.base.clone(), env).await;
+    assert!(report.contains("# pass 1"), "{report}");
+    let list = common::json_with_status(
+        app.get("/v1/admin/redeem-codes", Some(&admin.access_token))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(list["codes"][0]["used_count"], 1, "{list}");
+    billing_support::assert_audit_clean(&app);
+    app.stop().await;
+}

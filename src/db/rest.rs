@@ -112,7 +112,8 @@ pub const GENERATION_JOBS: Relation = Relation {
 /// `profiles`: one row per user. The two credit columns are what can be *spent*: held
 /// credits are taken out of the bucket they were held from (subscription first, as the
 /// ledger holds), so `subscription_credits + purchased_credits` = available credits.
-/// `phone`, `invite_code` and `invited_by_user_id` are null until Atelier has them.
+/// `invite_code` is the user's own code, `invited_by_user_id` / `invite_bound_at` the
+/// binding made with someone else's; `phone` is null (Atelier has no phone numbers).
 pub const PROFILES: Relation = Relation {
     name: "profiles",
     sql: "SELECT u.id AS id, u.email AS email,
@@ -125,13 +126,15 @@ pub const PROFILES: Relation = Relation {
                  p.name AS subscription_plan, b.status AS subscription_status,
                  b.current_period_end * 1000 AS current_period_end,
                  b.customer_id AS stripe_customer_id, b.subscription_id AS stripe_subscription_id,
-                 NULL AS invite_code, NULL AS invited_by_user_id,
+                 u.invite_code AS invite_code, rb.inviter_id AS invited_by_user_id,
+                 rb.created_at AS invite_bound_at,
                  u.created_at AS created_at,
                  MAX(u.updated_at, COALESCE(a.updated_at, 0), COALESCE(b.updated_at, 0)) AS updated_at
           FROM users u
           LEFT JOIN credit_accounts a ON a.user_id = u.id
           LEFT JOIN billing_profiles b ON b.user_id = u.id
-          LEFT JOIN packages p ON p.id = b.package_id",
+          LEFT JOIN packages p ON p.id = b.package_id
+          LEFT JOIN referral_bindings rb ON rb.invitee_id = u.id",
     columns: &[
         col("id", Text),
         col("email", Text),
@@ -148,6 +151,7 @@ pub const PROFILES: Relation = Relation {
         col("stripe_subscription_id", Text),
         col("invite_code", Text),
         col("invited_by_user_id", Text),
+        col("invite_bound_at", Timestamp),
         col("created_at", Timestamp),
         col("updated_at", Timestamp),
     ],
@@ -157,16 +161,34 @@ pub const PROFILES: Relation = Relation {
 
 /// `transactions`: money received (`payments`), amounts in major units as the reference
 /// stores them; `plan` is the package name; a fully refunded payment is `refunded`.
+/// `payment_method` is `stripe`, or `alipay` for an Alipay direct order (whose
+/// `stripe_event_id` is null, as in the reference). An inviter's reward is a row of its
+/// own, as the reference's webhook writes it: `payment_method` `invite`, `plan`
+/// `invite_reward`, amount 0, the reward's credits.
 pub const TRANSACTIONS: Relation = Relation {
     name: "transactions",
     sql: "SELECT pay.id AS id, pay.user_id AS user_id, pay.package_id AS package_id,
                  pk.name AS plan, pay.amount / 100.0 AS amount, pay.currency AS currency,
-                 'stripe' AS payment_method, pay.credits + pay.bonus AS credits,
+                 CASE WHEN ao.out_trade_no IS NULL THEN 'stripe' ELSE 'alipay' END
+                   AS payment_method,
+                 pay.credits + pay.bonus AS credits,
                  CASE WHEN pay.amount > 0 AND pay.amount_refunded >= pay.amount
                       THEN 'refunded' ELSE 'completed' END AS status,
-                 pay.stripe_event_id AS stripe_event_id,
+                 CASE WHEN ao.out_trade_no IS NULL THEN pay.stripe_event_id END
+                   AS stripe_event_id,
                  pay.created_at AS created_at, pay.created_at AS updated_at
-          FROM payments pay LEFT JOIN packages pk ON pk.id = pay.package_id",
+          FROM payments pay
+          LEFT JOIN packages pk ON pk.id = pay.package_id
+          LEFT JOIN alipay_orders ao
+                 ON ao.out_trade_no = pay.checkout_session_id AND ao.payment_id = pay.id
+          UNION ALL
+          SELECT rb.id, rb.inviter_id, NULL, 'invite_reward', 0.0, 'usd', 'invite',
+                 rb.reward_credits,
+                 CASE WHEN rb.reward_reversed >= rb.reward_credits
+                      THEN 'refunded' ELSE 'completed' END,
+                 NULL, rb.rewarded_at, rb.rewarded_at
+          FROM referral_bindings rb
+          WHERE rb.rewarded_at IS NOT NULL AND rb.reward_credits > 0",
     columns: &[
         col("id", Text),
         col("user_id", Text),

@@ -11,7 +11,8 @@ use warp::Filter;
 use super::admin::require_admin;
 use super::paging::page_limit;
 use super::{authenticate, guard, reply, request, with_state, Request, State};
-use crate::actors::growth::{self, NewRedeemCode};
+use crate::actors::growth::{self, Bound, Claimed, NewRedeemCode};
+use crate::db::accounts::User;
 use crate::db::growth::{self as gdb, RedeemCode};
 use crate::domain::time::{now_ms, parse_rfc3339, rfc3339};
 use crate::domain::{ApiError, ErrorCode};
@@ -136,38 +137,54 @@ async fn my_invite(state: State, req: Request) -> Response {
 async fn bind(state: State, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
-        let code = code_of(&req)?;
-        let bound = state
-            .ledger
-            .bind_invite_code(
-                user.id.clone(),
-                code,
-                state.config.billing.invite_reward_rate,
-            )
-            .await?;
-        tracing::info!(user_id = %user.id, inviter = %bound.inviter_id, "invite code bound");
+        let bound = bind_code(&state, &user, code_of(&req)?).await?;
         Ok(json!({"success": true, "inviter_user_id": bound.inviter_id}))
     };
     reply::result(result.await)
+}
+
+/// Binds `user` to the owner of the invite code `code` (for `/v1/invite/bind` and the
+/// `bind_invite_code` RPC).
+pub(super) async fn bind_code(state: &State, user: &User, code: String) -> Result<Bound, ApiError> {
+    let bound = state
+        .ledger
+        .bind_invite_code(
+            user.id.clone(),
+            code,
+            state.config.billing.invite_reward_rate,
+        )
+        .await?;
+    tracing::info!(user_id = %user.id, inviter = %bound.inviter_id, "invite code bound");
+    Ok(bound)
 }
 
 /// `POST /v1/redeem {code}` → `{success: true, claim_id, credits, available}`.
 async fn redeem(state: State, req: Request) -> Response {
     let result = async {
         let user = authenticate(&state, &req).await?;
-        let code = code_of(&req)?;
-        let claimed = state
-            .ledger
-            .claim_redeem_code(user.id.clone(), code)
-            .await?;
-        state.metrics.ledger_movement("grant");
-        tracing::info!(user_id = %user.id, credits = claimed.credits, "redeem code claimed");
+        let claimed = redeem_code(&state, &user, code_of(&req)?).await?;
         Ok(
             json!({"success": true, "claim_id": claimed.claim_id, "credits": claimed.credits,
                   "available": claimed.available_after}),
         )
     };
     reply::result(result.await)
+}
+
+/// Claims the redeem code `code` for `user` (for `/v1/redeem` and the
+/// `claim_redeem_code` RPC).
+pub(super) async fn redeem_code(
+    state: &State,
+    user: &User,
+    code: String,
+) -> Result<Claimed, ApiError> {
+    let claimed = state
+        .ledger
+        .claim_redeem_code(user.id.clone(), code)
+        .await?;
+    state.metrics.ledger_movement("grant");
+    tracing::info!(user_id = %user.id, credits = claimed.credits, "redeem code claimed");
+    Ok(claimed)
 }
 
 /// A redeem code as the admin API shows it.

@@ -551,7 +551,7 @@ fn operations() -> Vec<Op> {
             "post",
             "/rest/v1/rpc/{name}",
             "supabase",
-            "A remote procedure mapped onto Atelier's ledger; unknown → 404 PGRST202",
+            "A remote procedure mapped onto Atelier's ledger: bind_invite_code {p_code} → {success, inviter_user_id}, claim_redeem_code {p_code} → {success, claim_id, credits}; a refusal is 200 {success: false, code, message} (UNAUTHORIZED without a user); unknown function or arguments → 404 PGRST202",
         )
         .public(),
         op(

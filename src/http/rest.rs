@@ -4,12 +4,14 @@
 //! that shape.
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
 use warp::http::{HeaderValue, Method};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{guard, reply, request, storage::base_url, with_state, Request, State};
+use super::{growth, guard, reply, request, storage::base_url, with_state, Request, State};
+use crate::actors::growth::rpc_answer;
 use crate::auth::jwt::{ANON_ROLE, SERVICE_ROLE};
 use crate::db::accounts::User;
 use crate::db::rest::{self, QueryError, Relation, Scope};
@@ -329,23 +331,101 @@ fn absolutize(value: &mut Value, base: &str) {
     }
 }
 
-/// A remote procedure: called with the reader and the JSON arguments.
-type Rpc = fn(State, Reader, Value) -> futures_util::future::BoxFuture<'static, Response>;
+/// A remote procedure: called with the reader and the JSON arguments; answers the
+/// function's JSON value (sent with 200) or a PostgREST error.
+type Rpc = fn(State, Reader, Value) -> BoxFuture<'static, Result<Value, PgError>>;
 
 /// The procedures `/rest/v1/rpc/<name>` dispatches to, each mapped onto Atelier's own
-/// ledger operation. Issue 20 plugs `bind_invite_code` and `claim_redeem_code` in here:
-/// `("bind_invite_code", |state, reader, args| Box::pin(bind_invite_code(state, reader, args)))`.
-const RPCS: &[(&str, Rpc)] = &[];
+/// ledger operation, with the reference's signatures (`p_code text`) and answers
+/// (`{success, …}` or `{success: false, code, message}`, always 200).
+const RPCS: &[(&str, Rpc)] = &[
+    ("bind_invite_code", |state, who, args| {
+        Box::pin(bind_invite_code(state, who, args))
+    }),
+    ("claim_redeem_code", |state, who, args| {
+        Box::pin(claim_redeem_code(state, who, args))
+    }),
+];
+
+/// `bind_invite_code(p_code)` → `{success: true, inviter_user_id}`.
+async fn bind_invite_code(state: State, who: Reader, args: Value) -> Result<Value, PgError> {
+    let code = code_argument("bind_invite_code", &args)?;
+    let Some(user) = signed_in(who) else {
+        return Ok(unauthorized());
+    };
+    let bound = growth::bind_code(&state, &user, code).await;
+    Ok(rpc_answer(
+        bound.map(|b| json!({"inviter_user_id": b.inviter_id})),
+    ))
+}
+
+/// `claim_redeem_code(p_code)` → `{success: true, claim_id, credits}`.
+async fn claim_redeem_code(state: State, who: Reader, args: Value) -> Result<Value, PgError> {
+    let code = code_argument("claim_redeem_code", &args)?;
+    let Some(user) = signed_in(who) else {
+        return Ok(unauthorized());
+    };
+    let claimed = growth::redeem_code(&state, &user, code).await;
+    Ok(rpc_answer(claimed.map(
+        |c| json!({"claim_id": c.claim_id, "credits": c.credits}),
+    )))
+}
+
+/// The user behind an RPC call: the functions act for `auth.uid()`, which neither the
+/// anon key nor the service role has.
+fn signed_in(who: Reader) -> Option<User> {
+    match who {
+        Reader::User(user) => Some(user),
+        Reader::Service | Reader::Anonymous => None,
+    }
+}
+
+/// The reference's answer when `auth.uid()` is null.
+fn unauthorized() -> Value {
+    json!({"success": false, "code": "UNAUTHORIZED", "message": "Unauthorized"})
+}
+
+/// The one argument `p_code text` (null: empty). Other argument names find no function,
+/// as PostgREST matches a function by its argument names.
+fn code_argument(function: &str, args: &Value) -> Result<String, PgError> {
+    let Some(fields) = args.as_object() else {
+        return Err(PgError::new(400, "PGRST102", "Empty or invalid json")
+            .details("the arguments must be a JSON object"));
+    };
+    if fields.len() != 1 || !fields.contains_key("p_code") {
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let signature = if names.is_empty() {
+            format!("public.{function} without parameters")
+        } else {
+            format!("public.{function}({})", names.join(", "))
+        };
+        return Err(no_function(&signature).hint(format!(
+            "Perhaps you meant to call the function public.{function}(p_code)"
+        )));
+    }
+    Ok(match &fields["p_code"] {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// PostgREST's 404 for a function it does not know (`signature`: `public.name(args)`).
+fn no_function(signature: &str) -> PgError {
+    PgError::new(
+        404,
+        "PGRST202",
+        format!("Could not find the function {signature} in the schema cache"),
+    )
+    .details(format!(
+        "Searched for the function {signature}, but no matches were found in the schema cache."
+    ))
+}
 
 async fn call_rpc(state: State, name: String, method: Method, req: Request) -> Response {
     let result = async {
         let Some((_, rpc)) = RPCS.iter().find(|(n, _)| *n == name) else {
-            return Err(PgError::new(
-                404,
-                "PGRST202",
-                format!("Could not find the function public.{name} in the schema cache"),
-            )
-            .details(format!("Searched for the function public.{name}, but no matches were found in the schema cache.")));
+            return Err(no_function(&format!("public.{name}")));
         };
         if method != Method::POST {
             return Err(PgError::new(
@@ -362,10 +442,10 @@ async fn call_rpc(state: State, name: String, method: Method, req: Request) -> R
                 PgError::new(400, "PGRST102", "Empty or invalid json").details(e.to_string())
             })?
         };
-        Ok(rpc(state.clone(), who, args).await)
+        rpc(state.clone(), who, args).await
     };
     match result.await {
-        Ok(response) => response,
+        Ok(value) => reply::json(200, &value),
         Err(err) => err.response(),
     }
 }
