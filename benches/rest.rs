@@ -343,18 +343,15 @@ async fn read_round(
     total
 }
 
+/// A client WebSocket.
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// What one socket heard: the delay of every change (ms) and how many there were.
 type Heard = Vec<f64>;
 
 /// Opens a socket and joins one channel on `user`'s jobs; answers once the join is ok.
-async fn joined_socket(
-    base: &str,
-    token: &str,
-    user: &str,
-    n: usize,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-> {
+async fn joined_socket(base: &str, token: &str, user: &str, n: usize) -> Result<Ws> {
     let url = format!(
         "{}/realtime/v1/websocket?apikey=bench&vsn=1.0.0",
         base.replacen("http://", "ws://", 1)
