@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod alipay;
 pub mod billing;
 pub mod growth;
+pub mod health;
 pub mod jobs;
 pub mod ledger;
 pub mod mail;
@@ -13,6 +14,7 @@ pub mod packages;
 pub mod pool;
 pub mod rest;
 pub mod sessions;
+pub mod settings;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

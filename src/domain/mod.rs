@@ -4,6 +4,7 @@
 pub mod billing;
 pub mod credits;
 pub mod error;
+pub mod health;
 pub mod jobs;
 pub mod phoenix;
 pub mod postgrest;

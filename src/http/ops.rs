@@ -92,6 +92,9 @@ async fn metrics(state: State, req: super::Request) -> Response {
     if let Err(why) = alarm::check(&state).await {
         tracing::warn!(error = %why, "metrics: the queue gauges are stale");
     }
+    if let Err(why) = crate::ops::health::update_metrics(&state).await {
+        tracing::warn!(error = %why, "metrics: the job-health gauges are stale");
+    }
     match state.metrics.render() {
         Ok(text) => {
             let mut response = Response::new(text.into());
@@ -108,7 +111,12 @@ async fn metrics(state: State, req: super::Request) -> Response {
 /// `GET|POST /functions/v1/get-public-config`: what a client needs before signing in.
 async fn public_config(state: State) -> Response {
     let config = &state.config;
+    let maintenance = match state.maintenance.current(&state.db).await {
+        Ok(current) => current,
+        Err(why) => return reply::error(&ApiError::internal().cause(why.to_string())),
+    };
     reply::ok(&json!({
+        "maintenance": {"enabled": maintenance.enabled, "message": maintenance.message},
         "models": crate::catalog::public_models(config),
         "signup_bonus_credits": config.auth.signup_bonus_credits,
         "limits": {

@@ -14,8 +14,10 @@ import { setupGallery, render as renderGallery } from './gallery.js';
 import { loadLedger, refreshLedger } from './ledger.js';
 import { loadPackages, handleCheckoutReturn } from './packages.js';
 import { setupAnalysis } from './analysis.js';
+import { watchMaintenance, showMaintenance } from './maintenance.js';
 
 const auth = setupAuthForm();
+watchMaintenance();
 setupPhotos();
 setupJobForm();
 setupGallery();
@@ -37,6 +39,7 @@ async function enter() {
   notify('');
   try {
     state.config = await api.get('/functions/v1/get-public-config', { auth: false });
+    showMaintenance(state.config);
   } catch (err) {
     notify(err.message, 'error');
   }
