@@ -431,3 +431,18 @@ CREATE TABLE signup_bonus_claims (
 
 ALTER TABLE mail_outbox ADD COLUMN dedup_key TEXT;
 CREATE UNIQUE INDEX mail_outbox_dedup ON mail_outbox(dedup_key) WHERE dedup_key IS NOT NULL;
+
+-- migration: 13
+-- Operating a studio. `system_settings` holds switches an operator flips while the
+-- server runs (maintenance mode), written by the admin API or the CLI and read by the
+-- server through a short cache.
+CREATE TABLE system_settings (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL CHECK (json_valid(value)),
+    updated_at  INTEGER NOT NULL,
+    updated_by  TEXT
+);
+-- Job health reads the jobs of a time window and each provider's last success.
+CREATE INDEX generation_jobs_created ON generation_jobs(created_at);
+CREATE INDEX generation_tasks_success ON generation_tasks(provider, updated_at)
+    WHERE status = 'success';

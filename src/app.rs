@@ -73,6 +73,8 @@ pub struct AppState {
     pub mailer: ActorRef<crate::actors::mailer::MailMsg>,
     /// `smtp` or `file`.
     pub mail_transport: &'static str,
+    /// The maintenance switch, cached.
+    pub maintenance: crate::ops::maintenance::Maintenance,
 }
 
 /// Why the server could not start.
@@ -185,6 +187,7 @@ pub async fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         health,
         mailer,
         mail_transport,
+        maintenance: crate::ops::maintenance::Maintenance::new(),
     }))
 }
 

@@ -57,9 +57,28 @@ pub enum Command {
     Backup(BackupArgs),
     /// Replace the database with a backup (stop the server first).
     Restore(RestoreArgs),
+    /// Maintenance mode: refuse new jobs, checkouts and signups (works while the server
+    /// runs; it notices within seconds).
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
     /// Print the project keys for a Supabase client: the anon key (public) and the
     /// service-role key (a server secret that reads every row of `/rest/v1`).
     Keys(KeysArgs),
+}
+
+/// `atelier maintenance …`
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCommand {
+    /// Switch maintenance on.
+    On {
+        /// What sellers are told (default: a generic maintenance notice).
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Switch maintenance off.
+    Off,
+    /// Show whether maintenance is on.
+    Status,
 }
 
 /// `atelier keys`
@@ -231,6 +250,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
         Command::Keys(args) => keys(&config, args.days),
+        Command::Maintenance(command) => maintenance(&config, command).await,
         Command::Config(ConfigCommand::Check) => {
             let shown = config.with_secrets_hidden();
             let text = toml::to_string_pretty(&shown).map_err(|e| fail(e.to_string()))?;
@@ -351,6 +371,32 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `atelier maintenance on|off|status`: the same switch as `POST /v1/admin/maintenance`,
+/// written to the database the server reads.
+async fn maintenance(config: &Config, command: MaintenanceCommand) -> Result<(), CliError> {
+    use crate::ops::maintenance as m;
+    let db = app::open_db(config).await?;
+    let now = crate::domain::time::now_ms();
+    let state = match command {
+        MaintenanceCommand::On { message } => {
+            let message = m::check_message(message.as_deref()).map_err(fail)?;
+            db.transaction(|conn| m::store(conn, true, &message, "cli", now))
+        }
+        MaintenanceCommand::Off => db.transaction(|conn| {
+            let message = m::load(conn)?.message;
+            m::store(conn, false, &message, "cli", now)
+        }),
+        MaintenanceCommand::Status => db.with_conn(m::load),
+    }
+    .map_err(|e| fail(e.to_string()))?;
+    if state.enabled {
+        println!("maintenance is on: {}", state.message);
+    } else {
+        println!("maintenance is off");
+    }
+    Ok(())
 }
 
 /// `atelier keys`: the configured anon key (or a signed `anon` key when none is set)

@@ -31,6 +31,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub providers: ProvidersConfig,
     pub mail: crate::mail::MailConfig,
+    pub alerts: crate::ops::alerts_config::AlertsConfig,
     pub log: LogConfig,
     pub public: PublicConfig,
     /// The model catalog; a `[[models]]` list in the file replaces the defaults whole.
@@ -51,6 +52,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             providers: ProvidersConfig::default(),
             mail: crate::mail::MailConfig::default(),
+            alerts: crate::ops::alerts_config::AlertsConfig::default(),
             log: LogConfig::default(),
             public: PublicConfig::default(),
             models: crate::catalog::default_models(),
@@ -875,6 +877,9 @@ impl Config {
         if let Err((key, why)) = self.mail.validate() {
             return bad(key, why);
         }
+        if let Err((key, why)) = self.alerts.validate() {
+            return bad(key, why);
+        }
         if !(0.0..=1.0).contains(&self.billing.invite_reward_rate) {
             return bad("billing.invite_reward_rate", "must be between 0.0 and 1.0");
         }
@@ -952,6 +957,7 @@ impl Config {
             &mut shown.providers.gemini.api_key,
             &mut shown.providers.ark.api_key,
             &mut shown.mail.smtp_password,
+            &mut shown.alerts.webhook_secret,
         ] {
             if !secret.trim().is_empty() {
                 *secret = "<hidden>".into();

@@ -88,15 +88,7 @@ async fn metrics_count_requests_jobs_and_credits_and_pass_promtool() {
         assert!(text.contains(family), "missing {family} in:\n{text}");
     }
     assert!(!text.contains(&user.access_token), "no tokens in metrics");
-    match promtool(&text) {
-        Some(out) => assert!(
-            out.status.success(),
-            "promtool: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        None => eprintln!("promtool not installed: format check skipped (CI installs it)"),
-    }
+    assert_promtool_accepts(&text);
     app.stop().await;
 }
 
@@ -351,5 +343,145 @@ async fn a_backup_under_write_load_restores_to_an_audited_database() {
         assert!(list.contains(&user.email), "{list}");
     }
     json_with_status(app.get("/healthz", None).await, 200).await;
+    app.stop().await;
+}
+
+/// Asserts `promtool check metrics` accepts `text` (skipped without promtool outside CI).
+fn assert_promtool_accepts(text: &str) {
+    match promtool(text) {
+        Some(out) => assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        None => eprintln!("promtool not installed: format check skipped (CI installs it)"),
+    }
+}
+
+/// Job health over a window: counts by status, type and error code, the success rate,
+/// durations, failed jobs with the seller's e-mail, the last success per provider; the
+/// same figures on `/metrics` (promtool-checked); only admins, only 1..168 hours.
+#[tokio::test]
+async fn job_health_reports_the_window_over_http_and_metrics() {
+    let app = spawn_app_with(|c| {
+        c.providers.local.tiny_output = true;
+        c.providers.local.fail_marker = Some("doomed".into());
+        c.providers.local.fail_kind = "permanent".into();
+        common::unlimited(c);
+    })
+    .await;
+    let admin = app.new_admin().await;
+    let (good, bad) = (app.new_user().await, app.new_user().await);
+    for _ in 0..3 {
+        let body = json!({"model": "local", "prompt": "a box", "productImage": small_png()});
+        let job = app
+            .run_job(&good.access_token, "generate-image", &body)
+            .await;
+        assert_eq!(job["status"], "success", "{job}");
+    }
+    let mut code = Value::Null;
+    for _ in 0..2 {
+        let body = json!({"model": "local", "prompt": "a doomed box", "productImage": small_png()});
+        let job = app
+            .run_job(&bad.access_token, "generate-image", &body)
+            .await;
+        assert_eq!(job["status"], "failed", "{job}");
+        code = job["error_code"].clone();
+    }
+    let code = code.as_str().expect("an error code").to_string();
+
+    let token = Some(admin.access_token.as_str());
+    let health = json_with_status(app.get("/v1/admin/job-health?hours=1", token).await, 200).await;
+    assert_eq!(health["hours"], 1);
+    assert_eq!(health["total"], 5, "{health}");
+    assert_eq!(
+        health["by_status"],
+        json!({"processing": 0, "success": 3, "failed": 2})
+    );
+    assert_eq!(
+        health["by_type"],
+        json!({"IMAGE_GEN": {"success": 3, "failed": 2}})
+    );
+    assert_eq!(health["by_error_code"], json!({ code.clone(): 2 }));
+    assert_eq!(health["success_rate"], 60.0);
+    let all = &health["duration"]["all"];
+    assert_eq!(all["count"], 3, "{health}");
+    assert!(all["p50_ms"].as_i64().unwrap() <= all["p95_ms"].as_i64().unwrap());
+    assert_eq!(health["duration"]["by_type"]["IMAGE_GEN"]["count"], 3);
+    let failed = health["failed_jobs"].as_array().expect("failed jobs");
+    assert_eq!(failed.len(), 2);
+    assert!(failed.iter().all(|j| j["user_email"] == bad.email.as_str()));
+    assert!(failed.iter().all(|j| j["error_code"] == code.as_str()));
+    assert_eq!(health["stuck_units"], json!([]));
+    assert_eq!(health["acceptance_failures"], 0);
+    let since = health["seconds_since_last_success"]["local"].as_i64();
+    assert!(since.is_some_and(|s| s < 60), "{health}");
+
+    let res = app
+        .get("/v1/admin/job-health", Some(&good.access_token))
+        .await;
+    common::assert_envelope(res, 403, "FORBIDDEN").await;
+    for hours in ["0", "169", "x", "-1"] {
+        let res = app
+            .get(&format!("/v1/admin/job-health?hours={hours}"), token)
+            .await;
+        let err = common::assert_envelope(res, 400, "BAD_REQUEST").await;
+        assert_eq!(err["error"]["details"]["field"], "hours");
+    }
+
+    let text = scrape(&app, None).await;
+    for line in [
+        r#"atelier_health_window_jobs{status="success",type="IMAGE_GEN"} 3"#.to_string(),
+        r#"atelier_health_window_jobs{status="failed",type="IMAGE_GEN"} 2"#.to_string(),
+        format!(r#"atelier_health_failed_jobs_by_code{{code="{code}"}} 2"#),
+        "atelier_health_success_ratio 0.6".to_string(),
+        "atelier_health_stuck_units 0".to_string(),
+        "atelier_health_acceptance_failures 0".to_string(),
+    ] {
+        assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+    }
+    for family in [
+        r#"atelier_health_job_duration_seconds{percentile="p95",type="IMAGE_GEN"}"#,
+        r#"atelier_health_seconds_since_last_success{provider="local"}"#,
+    ] {
+        assert!(text.contains(family), "missing {family} in:\n{text}");
+    }
+    assert_promtool_accepts(&text);
+    app.stop().await;
+}
+
+/// Units running longer than `alerts.stuck_after_secs` are listed with their seller.
+#[tokio::test]
+async fn job_health_lists_stuck_units_with_their_seller() {
+    let app = spawn_app_with(|c| {
+        c.providers.local.tiny_output = true;
+        c.providers.local.delay_ms = 5_000;
+        c.alerts.stuck_after_secs = 1;
+    })
+    .await;
+    let admin = app.new_admin().await;
+    let seller = app.new_user().await;
+    let body = json!({"model": "local", "prompt": "a box", "imageCount": 3,
+                      "productImage": small_png()});
+    let job = app
+        .start_job("generate-image", &seller.access_token, &body)
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let token = Some(admin.access_token.as_str());
+    let health = json_with_status(app.get("/v1/admin/job-health?hours=1", token).await, 200).await;
+    let stuck = health["stuck_units"].as_array().expect("stuck units");
+    assert_eq!(stuck.len(), 3, "{health}");
+    for unit in stuck {
+        assert_eq!(unit["job_id"], job.as_str());
+        assert_eq!(unit["user_email"], seller.email.as_str());
+        assert_eq!(unit["provider"], "local");
+        assert_eq!(unit["past_lease"], false);
+        assert!(unit["running_seconds"].as_i64().unwrap() >= 1);
+    }
+    assert_eq!(health["by_status"]["processing"], 1);
+    assert_eq!(health["success_rate"], Value::Null);
+    let text = scrape(&app, None).await;
+    assert!(text.contains("atelier_health_stuck_units 3"), "{text}");
     app.stop().await;
 }

@@ -71,6 +71,11 @@ impl AuthError {
         Self::new(429, "over_request_rate_limit", "Request rate limit reached")
     }
 
+    /// Maintenance mode refuses signups (503, `MAINTENANCE`, the operator's message).
+    pub fn maintenance(msg: impl Into<String>) -> Self {
+        Self::new(503, "MAINTENANCE", msg)
+    }
+
     pub fn signup_disabled() -> Self {
         Self::new(
             422,

@@ -6,6 +6,7 @@ pub mod alipay;
 pub mod auth_codes;
 pub mod billing;
 pub mod growth;
+pub mod health;
 pub mod jobs;
 pub mod ledger;
 pub mod mail;
@@ -14,6 +15,7 @@ pub mod packages;
 pub mod pool;
 pub mod rest;
 pub mod sessions;
+pub mod settings;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -110,6 +110,8 @@ error_codes! {
     CODE_EXPIRED => (400, "This code has expired"),
     CODE_EXHAUSTED => (409, "This code has been used up"),
     ALREADY_CLAIMED => (409, "You have already claimed this code"),
+    // Operations
+    MAINTENANCE => (503, "The studio is under maintenance; try again later"),
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -5,6 +5,7 @@ pub mod billing;
 pub mod credits;
 pub mod error;
 pub mod hex;
+pub mod health;
 pub mod jobs;
 pub mod otp;
 pub mod phoenix;

@@ -10,7 +10,9 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::storage::base_url;
-use super::{authenticate, guard, reply, request, with_state, Request, State};
+use super::{
+    authenticate, authenticate_new_work, guard, reply, request, with_state, Request, State,
+};
 use crate::actors::alipay::NotifyOutcome;
 use crate::domain::billing::{is_local_path, CheckoutRequest, CHECKOUT_FIELDS};
 use crate::domain::{ApiError, ErrorCode};
@@ -58,7 +60,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
 /// `create-alipay-checkout {packageId, returnTo}` → `{url, surface, out_trade_no}`.
 async fn checkout(state: State, req: Request) -> Response {
     let result = async {
-        let user = authenticate(&state, &req).await?;
+        let user = authenticate_new_work(&state, &req).await?;
         let body: Value = req.json()?;
         ignore_unknown("create-alipay-checkout", &body, CHECKOUT_FIELDS);
         let request = CheckoutRequest::parse(&body)?;

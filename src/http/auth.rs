@@ -90,6 +90,7 @@ async fn signup(state: State, req: Request) -> Response {
         let body = Credentials::parse(&req)?;
         let email = Credentials::text(&body.email, "email")?;
         let password = Credentials::text(&body.password, "password")?;
+        refuse_in_maintenance(&state).await?;
         state
             .auth
             .signup(&email, &password, body.data.unwrap_or(Value::Null))
@@ -105,6 +106,15 @@ async fn signup(state: State, req: Request) -> Response {
         }
         Err(err) => reply::auth_error(&err),
     }
+}
+
+/// Signups are refused while maintenance is on.
+async fn refuse_in_maintenance(state: &State) -> Result<(), AuthError> {
+    let refused = state.maintenance.refuse(&state.db, None).await;
+    refused.map_err(|err| match err.code {
+        crate::domain::ErrorCode::MAINTENANCE => AuthError::maintenance(err.message),
+        _ => AuthError::internal(),
+    })
 }
 
 async fn token(state: State, query: HashMap<String, String>, req: Request) -> Response {
@@ -214,6 +224,7 @@ pub fn gotrue_shape(response: Response) -> Response {
         "UNAUTHORIZED" => "bad_jwt",
         "FORBIDDEN" => "not_admin",
         "BAD_REQUEST" => "validation_failed",
+        "MAINTENANCE" => "MAINTENANCE",
         _ => "unexpected_failure",
     };
     let mut shaped = reply::json(

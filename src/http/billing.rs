@@ -11,7 +11,9 @@ use warp::Filter;
 
 use super::paging::{next_cursor, page_limit};
 use super::storage::base_url;
-use super::{authenticate, guard, reply, request, with_state, Request, State};
+use super::{
+    authenticate, authenticate_new_work, guard, reply, request, with_state, Request, State,
+};
 use crate::actors::billing_apply::Applied;
 use crate::db::billing;
 use crate::domain::billing::{return_to_or, CheckoutRequest, PurchaseType, CHECKOUT_FIELDS};
@@ -84,7 +86,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
 /// `create-credit-checkout` / `create-onetime-checkout` → `{url, id}`.
 async fn checkout(state: State, req: Request, purchase: PurchaseType) -> Response {
     let result = async {
-        let user = authenticate(&state, &req).await?;
+        let user = authenticate_new_work(&state, &req).await?;
         let body: Value = req.json()?;
         ignore_unknown(purchase.endpoint(), &body, CHECKOUT_FIELDS);
         let request = CheckoutRequest::parse(&body)?;

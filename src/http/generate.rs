@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{authenticate, guard, reply, request, with_state, Request, State};
+use super::{
+    authenticate, authenticate_new_work, guard, reply, request, with_state, Request, State,
+};
 use crate::actors::ledger_jobs::{JobAck, NewJob};
 use crate::actors::supervisor::SupervisorMsg;
 use crate::catalog::{self, ResolvedModel, SizeRule};
@@ -54,7 +56,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = warp::
 /// `generate-image` → an IMAGE_GEN job of `imageCount` units.
 async fn generate_image(state: State, req: Request) -> Response {
     let result = async {
-        let user = authenticate(&state, &req).await?;
+        let user = authenticate_new_work(&state, &req).await?;
         let raw: Value = req.json()?;
         let body = GenerateImage::parse(&raw)?;
         let model = catalog::resolve(
@@ -97,7 +99,7 @@ async fn generate_image(state: State, req: Request) -> Response {
 /// `analyze-single` → a STYLE_REPLICATE job in single, batch or refinement mode.
 async fn analyze_single(state: State, req: Request) -> Response {
     let result = async {
-        let user = authenticate(&state, &req).await?;
+        let user = authenticate_new_work(&state, &req).await?;
         let raw: Value = req.json()?;
         let body = StyleReplicate::parse(&raw)?;
         let model = catalog::resolve(
@@ -206,7 +208,7 @@ async fn analyze_single(state: State, req: Request) -> Response {
 /// `analyze-product-v2` → a free ANALYSIS job (daily limit).
 async fn analyze_product(state: State, req: Request) -> Response {
     let result = async {
-        let user = authenticate(&state, &req).await?;
+        let user = authenticate_new_work(&state, &req).await?;
         let raw: Value = req.json()?;
         let body = AnalyzeProduct::parse(&raw)?;
         let entry = catalog::text_model(

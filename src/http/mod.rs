@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod admin_ops;
 mod alipay;
 mod auth;
 mod auth_flows;
@@ -49,7 +50,7 @@ pub type State = Arc<AppState>;
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Each module's routes are boxed: one long chain of filter types overflows the
     // compiler's trait solver in release builds (E0275).
-    let groups: [BoxedFilter<(Response,)>; 16] = [
+    let groups: [BoxedFilter<(Response,)>; 17] = [
         ops::routes(state.clone()).boxed(),
         auth::routes(state.clone()).boxed(),
         account::routes(state.clone()).boxed(),
@@ -57,6 +58,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Infall
         generate::routes(state.clone()).boxed(),
         prompts::routes(state.clone()).boxed(),
         admin::routes(state.clone()).boxed(),
+        admin_ops::routes(state.clone()).boxed(),
         growth::routes(state.clone()).boxed(),
         pricing::routes(state.clone()).boxed(),
         mail::routes(state.clone()).boxed(),
@@ -119,6 +121,14 @@ pub async fn authenticate(state: &State, req: &Request) -> Result<User, ApiError
             ApiError::with_message(ErrorCode::UNAUTHORIZED, "invalid or expired access token")
                 .cause(why)
         })
+}
+
+/// The signed-in user of a request that starts new work (a job, a checkout): 401
+/// without a valid token, 503 `MAINTENANCE` while maintenance is on (admins excepted).
+pub async fn authenticate_new_work(state: &State, req: &Request) -> Result<User, ApiError> {
+    let user = authenticate(state, req).await?;
+    state.maintenance.refuse(&state.db, Some(&user)).await?;
+    Ok(user)
 }
 
 /// The headers browsers may send: Atelier's own plus every one supabase-js and its

@@ -25,6 +25,31 @@ pub(super) fn operations() -> Vec<Op> {
     vec![
         op(
             "get",
+            "/v1/admin/maintenance",
+            "admin",
+            "Maintenance mode: {enabled, message, updated_at, updated_by}",
+        )
+        .admin(),
+        op(
+            "post",
+            "/v1/admin/maintenance",
+            "admin",
+            "Switch maintenance mode (new jobs, checkouts, signups get 503 MAINTENANCE)",
+        )
+        .admin()
+        .body(object(
+            json!({"enabled": {"type": "boolean"}, "message": string()}),
+            &["enabled"],
+        )),
+        op(
+            "get",
+            "/v1/admin/job-health",
+            "admin",
+            "Job health over the last `hours` (1..168, default 24)",
+        )
+        .admin(),
+        op(
+            "get",
             "/v1/admin/mail-outbox",
             "admin",
             "The mail outbox: latest messages and their state",

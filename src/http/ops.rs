@@ -92,6 +92,9 @@ async fn metrics(state: State, req: super::Request) -> Response {
     if let Err(why) = alarm::check(&state).await {
         tracing::warn!(error = %why, "metrics: the queue gauges are stale");
     }
+    if let Err(why) = crate::ops::health::update_metrics(&state).await {
+        tracing::warn!(error = %why, "metrics: the job-health gauges are stale");
+    }
     match state.metrics.render() {
         Ok(text) => {
             let mut response = Response::new(text.into());
@@ -111,6 +114,10 @@ async fn metrics(state: State, req: super::Request) -> Response {
 /// `release_notes {en, zh}`, `platform_rules {version, rules[{value, minImages}]}`.
 async fn public_config(state: State) -> Response {
     let config = &state.config;
+    let maintenance = match state.maintenance.current(&state.db).await {
+        Ok(current) => current,
+        Err(why) => return reply::error(&ApiError::internal().cause(why.to_string())),
+    };
     let public = &config.public;
     let rules: Vec<Value> = public
         .platform_min_images
@@ -118,6 +125,7 @@ async fn public_config(state: State) -> Response {
         .map(|(platform, min)| json!({"value": platform, "minImages": min}))
         .collect();
     reply::ok(&json!({
+        "maintenance": {"enabled": maintenance.enabled, "message": maintenance.message},
         "credit_costs": crate::catalog::credit_costs(config),
         "batch_concurrency": public.batch_concurrency,
         "ta_pro_prompt_profile_enabled": public.ta_pro_prompt_profile_enabled,

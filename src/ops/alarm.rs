@@ -22,7 +22,12 @@ const LOG_EVERY_MS: i64 = 60_000;
 pub struct QueueHealth {
     last_progress_ms: AtomicI64,
     accept_failures: AtomicU32,
+    /// When the latest job creations failed (at most [`FAILURE_TIMES_KEPT`]).
+    failure_times: std::sync::Mutex<std::collections::VecDeque<i64>>,
 }
+
+/// How many acceptance failure times are kept for the job-health window.
+const FAILURE_TIMES_KEPT: usize = 1000;
 
 impl QueueHealth {
     /// Fresh marks: the queue counts as having moved just now.
@@ -30,6 +35,7 @@ impl QueueHealth {
         QueueHealth {
             last_progress_ms: AtomicI64::new(now_ms()),
             accept_failures: AtomicU32::new(0),
+            failure_times: Default::default(),
         }
     }
 
@@ -45,12 +51,24 @@ impl QueueHealth {
 
     /// A job creation failed on the server's side; returns the failures in a row.
     pub fn accept_failed(&self) -> u32 {
+        let mut times = self.failure_times.lock().unwrap_or_else(|p| p.into_inner());
+        if times.len() == FAILURE_TIMES_KEPT {
+            times.pop_front();
+        }
+        times.push_back(now_ms());
+        drop(times);
         self.accept_failures.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// When a unit last started or finished.
     pub fn last_progress_ms(&self) -> i64 {
         self.last_progress_ms.load(Ordering::Relaxed)
+    }
+
+    /// Job creations that failed on the server's side since `since` (ms).
+    pub fn accept_failures_since(&self, since: i64) -> i64 {
+        let times = self.failure_times.lock().unwrap_or_else(|p| p.into_inner());
+        times.iter().filter(|t| **t >= since).count() as i64
     }
 
     /// Job creations that failed in a row.

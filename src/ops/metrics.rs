@@ -45,6 +45,8 @@ pub struct Metrics {
     pub acceptance_failures: IntGauge,
     /// 1 while the acceptance-failure alarm is raised.
     pub acceptance_failing: IntGauge,
+    /// The job-health gauges.
+    pub health: super::health_metrics::HealthMetrics,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -158,6 +160,7 @@ impl Metrics {
                 "atelier_job_acceptance_failing",
                 "1 while job acceptance keeps failing",
             ),
+            health: super::health_metrics::HealthMetrics::new(&r),
             registry: r,
         }
     }

@@ -15,8 +15,10 @@ import { loadLedger, refreshLedger } from './ledger.js';
 import { loadPackages, handleCheckoutReturn } from './packages.js';
 import { setupAnalysis } from './analysis.js';
 import { setupGrowth, loadInvite } from './growth.js';
+import { watchMaintenance, showMaintenance } from './maintenance.js';
 
 const auth = setupAuthForm();
+watchMaintenance();
 setupPhotos();
 setupJobForm();
 setupGallery();
@@ -39,6 +41,7 @@ async function enter() {
   notify('');
   try {
     state.config = await api.get('/functions/v1/get-public-config', { auth: false });
+    showMaintenance(state.config);
   } catch (err) {
     notify(err.message, 'error');
   }
