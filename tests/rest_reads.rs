@@ -59,9 +59,13 @@ async fn simulated_purchase(app: &TestApp, token: &str, function: &str, package:
         200,
     )
     .await;
+    // The simulated page's Pay: `<page>/pay`, keeping the page's query (Alipay's
+    // carries the return path).
+    let page = session["url"].as_str().unwrap();
+    let (path, query) = page.split_once('?').unwrap_or((page, ""));
     let paid = app
         .client
-        .post(format!("{}/pay", session["url"].as_str().unwrap()))
+        .post(format!("{path}/pay?{query}"))
         .send()
         .await
         .unwrap();

@@ -236,7 +236,7 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(*code));
         }
-        assert_eq!(ErrorCode::ALL.len(), 57);
+        assert_eq!(ErrorCode::ALL.len(), 58);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 pub mod billing;
 pub mod credits;
 pub mod error;
-pub mod hex;
 pub mod health;
+pub mod hex;
 pub mod jobs;
 pub mod otp;
 pub mod phoenix;

@@ -101,7 +101,7 @@ impl AlertsConfig {
             return Err(("alerts.stuck_after_secs", "must be at least 1"));
         }
         let url = self.webhook_url.trim();
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(("alerts.webhook_url", "must be an http:// or https:// URL"));
         }
         if !url.is_empty() && self.webhook_secret.len() < 16 {
