@@ -261,6 +261,16 @@ async fn a_subscription_sets_its_period() {
     assert_audit_clean(&app);
 }
 
+/// A 36-yuan order of `package`, paid at the fake Alipay and notified: its number.
+async fn paid_order(app: &TestApp, fake: &FakeAlipay, user: &TestUser, package: &str) -> String {
+    let order = checkout(app, user, package, DESKTOP).await;
+    let no = order["out_trade_no"].as_str().unwrap().to_string();
+    fake.pay(&no, "36.00");
+    let notify = fake.sign_notify(fake.notify_params(&no, "36.00", "TRADE_SUCCESS"));
+    assert_eq!(post_notify(app, &notify).await, (200, "success".into()));
+    no
+}
+
 async fn me_again(app: &TestApp, user: &TestUser) -> Value {
     me(app, user).await
 }
@@ -324,11 +334,7 @@ async fn refund_reverses_credits_and_spent_credits_become_debt() {
     let (app, fake) = alipay_app().await;
     let admin = app.new_admin().await;
     let user = app.new_user().await;
-    let order = checkout(&app, &user, STARTER_PACK, DESKTOP).await;
-    let no = order["out_trade_no"].as_str().unwrap().to_string();
-    fake.pay(&no, "36.00");
-    let notify = fake.sign_notify(fake.notify_params(&no, "36.00", "TRADE_SUCCESS"));
-    assert_eq!(post_notify(&app, &notify).await, (200, "success".into()));
+    let no = paid_order(&app, &fake, &user, STARTER_PACK).await;
     let available = app.credits(&user.access_token).await["available"]
         .as_i64()
         .unwrap();
@@ -374,11 +380,7 @@ async fn refunding_a_plan_in_full_ends_its_period() {
     let (app, fake) = alipay_app().await;
     let admin = app.new_admin().await;
     let user = app.new_user().await;
-    let order = checkout(&app, &user, STARTER_SUB, DESKTOP).await;
-    let no = order["out_trade_no"].as_str().unwrap().to_string();
-    fake.pay(&no, "36.00");
-    let notify = fake.sign_notify(fake.notify_params(&no, "36.00", "TRADE_SUCCESS"));
-    assert_eq!(post_notify(&app, &notify).await, (200, "success".into()));
+    let no = paid_order(&app, &fake, &user, STARTER_SUB).await;
     let path = format!("/v1/admin/alipay/orders/{no}/refund");
     let res = app
         .post_json(&path, Some(&admin.access_token), &json!({"amount": 1000}))
